@@ -1,0 +1,280 @@
+"""`exec:COMMAND`: any command is a brain (contract in DESIGN.md).
+
+The command runs through the shell in the role's working directory; the prompt arrives on
+stdin; stdout is the reply; a non-zero exit is a failed turn. The command may write its
+token usage as JSON to the file named by CREWCTL_USAGE_FILE.
+
+`run_process` is the one place crewctl starts an agent process; the agent-CLI presets build
+on it with their own argument lists and output parsers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from ..exceptions import BrainCrashed, BrainError
+from .base import MAX_REPLY_BYTES, TurnReply, TurnRequest, Usage
+
+__all__ = ["ExecBrain", "ProcessResult", "run_process", "brain_env"]
+
+DEFAULT_TIMEOUT = 3600.0
+_STDERR_KEEP = 4096
+_USAGE_FILE_MAX = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    stdout: bytes
+    stderr_tail: str
+    returncode: int
+    usage_file: dict | None  # what the command wrote to CREWCTL_USAGE_FILE, if valid JSON
+    seconds: float
+    pid: int
+
+
+def brain_env(request: TurnRequest, usage_file: str) -> dict[str, str]:
+    """The environment of a brain process: its base plus the CREWCTL_* contract variables."""
+    env = dict(os.environ if request.env is None else request.env)
+    env.update(
+        CREWCTL_ROLE=request.role,
+        CREWCTL_GOAL=request.goal_id,
+        CREWCTL_SESSION=request.session_id,
+        CREWCTL_TURN=str(request.turn),
+        CREWCTL_WORKDIR=request.workdir,
+        CREWCTL_USAGE_FILE=usage_file,
+    )
+    if request.round is not None:
+        env["CREWCTL_ROUND"] = str(request.round)
+    else:
+        env.pop("CREWCTL_ROUND", None)
+    return env
+
+
+def run_process(
+    command: str | Sequence[str],
+    request: TurnRequest,
+    *,
+    stdin: bytes | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> ProcessResult:
+    """Run one agent process to completion, bounded in time and output size.
+
+    `command` is a shell string (run through /bin/sh) or an argument list (no shell). The
+    process gets its own process group so a timeout or cancel kills everything it started.
+    Raises BrainError on timeout, cancel, oversize output or a missing workdir.
+    """
+    if not os.path.isdir(request.workdir):
+        raise BrainError(f"working directory {request.workdir} does not exist")
+    timeout = request.timeout or DEFAULT_TIMEOUT
+    with tempfile.TemporaryDirectory(prefix="crewctl-turn-") as scratch:
+        usage_path = os.path.join(scratch, "usage.json")
+        env = brain_env(request, usage_path)
+        if extra_env:
+            env.update(extra_env)
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                command,
+                shell=isinstance(command, str),
+                cwd=request.workdir,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            from ..exceptions import BrainConfigError
+
+            raise BrainConfigError(f"cannot start {_name(command)}: {exc.strerror}") from None
+        except OSError as exc:
+            raise BrainError(f"cannot start {_name(command)}: {exc}") from None
+
+        out = _Collector(proc.stdout, MAX_REPLY_BYTES)
+        err = _Collector(proc.stderr, _STDERR_KEEP, keep_tail=True)
+        feeder = threading.Thread(
+            target=_feed, args=(proc.stdin, request.prompt.encode() if stdin is None else stdin),
+            daemon=True,
+        )
+        for t in (out, err, feeder):
+            t.start()
+
+        why_killed = _wait(proc, started + timeout, request.cancel, out)
+        for t in (out, err, feeder):
+            t.join(timeout=5)
+        seconds = time.monotonic() - started
+        if why_killed == "timeout":
+            raise BrainError(f"{_name(command)} timed out after {timeout:g}s")
+        if why_killed == "cancelled":
+            raise BrainError("turn cancelled")
+        if why_killed == "oversize":
+            raise BrainError(
+                f"{_name(command)} replied more than {MAX_REPLY_BYTES // (1024 * 1024)} MiB; "
+                "the reply was discarded"
+            )
+        usage_file = _read_usage_file(usage_path)
+        return ProcessResult(
+            stdout=out.data(),
+            stderr_tail=err.text(),
+            returncode=proc.returncode,
+            usage_file=usage_file,
+            seconds=seconds,
+            pid=proc.pid,
+        )
+
+
+def check_exit(result: ProcessResult, command: str | Sequence[str]) -> None:
+    """Turn a non-zero exit into the failure the exec contract promises."""
+    if result.returncode == 0:
+        return
+    tail = " ".join(result.stderr_tail.split())[-500:]
+    if result.returncode < 0:
+        sig = signal.Signals(-result.returncode).name if -result.returncode in _SIGNALS else result.returncode
+        raise BrainCrashed(f"{_name(command)} was killed by {sig}" + (f": {tail}" if tail else ""))
+    raise BrainError(f"{_name(command)} exited {result.returncode}" + (f": {tail}" if tail else ""))
+
+
+def usage_from_file(data: dict | None) -> Usage:
+    """The CREWCTL_USAGE_FILE contract: non-negative integers and an optional cost."""
+    if not data:
+        return Usage()
+
+    def count(key: str) -> int:
+        value = data.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+    cost = data.get("cost_usd")
+    cost = float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) and cost >= 0 else None
+    return Usage(count("input_tokens"), count("output_tokens"), count("cached_tokens"), cost)
+
+
+class ExecBrain:
+    def __init__(self, command: str) -> None:
+        if not command.strip():
+            from ..exceptions import ConfigError
+
+            raise ConfigError("exec: needs a command, e.g. exec:'python3 agent.py'")
+        self.command = command
+        self.spec = f"exec:{command}"
+
+    def run(self, request: TurnRequest) -> TurnReply:
+        result = run_process(self.command, request)
+        check_exit(result, self.command)
+        return TurnReply(
+            text=result.stdout.decode("utf-8", errors="replace"),
+            usage=usage_from_file(result.usage_file),
+        )
+
+
+_SIGNALS = {s.value for s in signal.Signals}
+
+
+def _name(command: str | Sequence[str]) -> str:
+    if isinstance(command, str):
+        words = command.split()
+        return words[0] if words else "command"
+    return os.path.basename(command[0]) if command else "command"
+
+
+def _feed(pipe, data: bytes) -> None:
+    try:
+        pipe.write(data)
+    except (BrokenPipeError, OSError, ValueError):
+        pass  # the agent may exit without reading its whole prompt
+    finally:
+        try:
+            pipe.close()
+        except OSError:
+            pass
+
+
+class _Collector(threading.Thread):
+    """Drains a pipe so the child never blocks on it, keeping at most `limit` bytes."""
+
+    def __init__(self, pipe, limit: int, keep_tail: bool = False) -> None:
+        super().__init__(daemon=True)
+        self.pipe = pipe
+        self.limit = limit
+        self.keep_tail = keep_tail
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.overflow = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while chunk := self.pipe.read1(65536):
+                if self.keep_tail:
+                    self.chunks.append(chunk)
+                    self.size += len(chunk)
+                    while self.size > self.limit and len(self.chunks) > 1:
+                        self.size -= len(self.chunks.pop(0))
+                elif not self.overflow.is_set():
+                    self.size += len(chunk)
+                    if self.size > self.limit:
+                        self.overflow.set()
+                        self.chunks.clear()
+                    else:
+                        self.chunks.append(chunk)
+        except (OSError, ValueError):
+            pass
+
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+    def text(self) -> str:
+        return self.data()[-self.limit :].decode("utf-8", errors="replace")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def _wait(proc: subprocess.Popen, deadline: float, cancel: threading.Event | None, out: _Collector) -> str | None:
+    """Wait for exit; return why we killed it, or None if it exited by itself."""
+    while True:
+        try:
+            proc.wait(timeout=0.05)  # poll: cancel and oversize are checked between waits
+            # The process is gone, but children it left in its group may hold the pipes open.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            return "oversize" if out.overflow.is_set() else None
+        except subprocess.TimeoutExpired:
+            pass
+        if out.overflow.is_set():
+            _kill_group(proc)
+            return "oversize"
+        if cancel is not None and cancel.is_set():
+            _kill_group(proc)
+            return "cancelled"
+        if time.monotonic() >= deadline:
+            _kill_group(proc)
+            return "timeout"
+
+
+def _read_usage_file(path: str) -> dict | None:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(_USAGE_FILE_MAX + 1)
+    except OSError:
+        return None
+    if len(raw) > _USAGE_FILE_MAX:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None

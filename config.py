@@ -1,0 +1,124 @@
+"""The operator's config file: named brains, the default roster, default budgets and caps.
+
+Lives at $XDG_CONFIG_HOME/crewctl/config.toml (or CREWCTL_CONFIG). Everything is optional;
+a missing file is an empty config. Example:
+
+    [roster]                      # which brain each role gets when `goal new` names none
+    lead = "claude"
+    worker = "claude"
+    verifier = "codex"
+
+    [defaults]                    # applied to every new goal unless `goal new` says otherwise
+    token_budget = 2000000
+    time_budget = 7200            # seconds of agent work
+    cost_budget = 20.0            # USD, where the brain reports cost
+    attempt_cap = 5
+    max_auto_turns = 20           # continuation turns in a row without a marker
+    max_turns = 200               # automatic turns per goal in all
+
+    [brains.local]                # a named brain: `--lead local`
+    spec = "openai:qwen2.5-coder@http://127.0.0.1:11434/v1"
+
+    [presets.claude]              # override a preset's command line (see `crewctl brains show claude`)
+    command = ["claude", "-p", "--output-format", "json"]
+
+    [openai]                      # provider settings; environment variables win over these
+    api_key = "..."               # OPENAI_API_KEY
+    base_url = "https://api.openai.com/v1"
+
+    [anthropic]
+    api_key = "..."               # ANTHROPIC_API_KEY
+    base_url = "https://api.anthropic.com"   # ANTHROPIC_BASE_URL
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .exceptions import ConfigError
+
+__all__ = ["Config", "DEFAULTS", "config_path", "load_config"]
+
+ROLES = ("lead", "worker", "verifier")
+
+DEFAULTS: dict[str, Any] = {
+    "token_budget": None,
+    "time_budget": None,
+    "cost_budget": None,
+    "attempt_cap": 5,
+    "max_auto_turns": 20,
+    "max_turns": 200,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str | None = None
+    roster: dict[str, str] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=lambda: dict(DEFAULTS))
+    brains: dict[str, dict[str, Any]] = field(default_factory=dict)
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def provider(self, name: str) -> dict[str, Any]:
+        return self.providers.get(name, {})
+
+
+def config_path() -> str:
+    if os.environ.get("CREWCTL_CONFIG"):
+        return os.environ["CREWCTL_CONFIG"]
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "crewctl", "config.toml")
+
+
+def load_config(path: str | None = None) -> Config:
+    """Read the config file; a missing file is the empty config, a broken one a ConfigError."""
+    path = path or config_path()
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        return Config(path=None)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+
+    known = {"roster", "defaults", "brains", "presets", "openai", "anthropic"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"config {path}: unknown section {unknown[0]!r} (known: {', '.join(sorted(known))})")
+
+    roster = _table(data, "roster", path)
+    for role, spec in roster.items():
+        if role not in ROLES or not isinstance(spec, str):
+            raise ConfigError(f"config {path}: [roster] maps lead/worker/verifier to brain specs")
+
+    defaults = dict(DEFAULTS)
+    for key, value in _table(data, "defaults", path).items():
+        if key not in DEFAULTS:
+            raise ConfigError(f"config {path}: unknown default {key!r} (known: {', '.join(DEFAULTS)})")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise ConfigError(f"config {path}: defaults.{key} must be a positive number")
+        defaults[key] = value
+
+    brains = _table(data, "brains", path)
+    for name, entry in brains.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("spec"), str):
+            raise ConfigError(f"config {path}: [brains.{name}] needs spec = \"...\"")
+        if ":" in name:
+            raise ConfigError(f"config {path}: brain name {name!r} may not contain ':'")
+
+    presets = _table(data, "presets", path)
+    providers = {name: _table(data, name, path) for name in ("openai", "anthropic")}
+    return Config(path=path, roster=roster, defaults=defaults, brains=brains, presets=presets, providers=providers)
+
+
+def _table(data: dict, key: str, path: str) -> dict:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"config {path}: [{key}] must be a table")
+    return value
