@@ -29,6 +29,10 @@ a missing file is an empty config. Example:
     [anthropic]
     api_key = "..."               # ANTHROPIC_API_KEY
     base_url = "https://api.anthropic.com"   # ANTHROPIC_BASE_URL
+
+    [verifier]                    # the verifier's isolation (see actors/isolation.py)
+    home = "isolated"             # or "inherit": an agent CLI that keeps its login in HOME
+    env_allow = ["MY_PROXY"]      # variables to pass beyond the allowlist
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class Config:
     brains: dict[str, dict[str, Any]] = field(default_factory=dict)
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    verifier: dict[str, Any] = field(default_factory=dict)
 
     def provider(self, name: str) -> dict[str, Any]:
         return self.providers.get(name, {})
@@ -87,7 +92,7 @@ def load_config(path: str | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
 
-    known = {"roster", "defaults", "brains", "presets", "openai", "anthropic"}
+    known = {"roster", "defaults", "brains", "presets", "openai", "anthropic", "verifier"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"config {path}: unknown section {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -114,7 +119,15 @@ def load_config(path: str | None = None) -> Config:
 
     presets = _table(data, "presets", path)
     providers = {name: _table(data, name, path) for name in ("openai", "anthropic")}
-    return Config(path=path, roster=roster, defaults=defaults, brains=brains, presets=presets, providers=providers)
+    verifier = _table(data, "verifier", path)
+    if verifier.get("home", "isolated") not in ("isolated", "inherit"):
+        raise ConfigError(f"config {path}: [verifier] home is \"isolated\" (default) or \"inherit\"")
+    allow = verifier.get("env_allow", [])
+    if not isinstance(allow, list) or not all(isinstance(x, str) for x in allow):
+        raise ConfigError(f"config {path}: [verifier] env_allow is a list of variable names")
+    return Config(
+        path=path, roster=roster, defaults=defaults, brains=brains, presets=presets, providers=providers, verifier=verifier
+    )
 
 
 def _table(data: dict, key: str, path: str) -> dict:

@@ -20,10 +20,10 @@ import time
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from ..exceptions import BrainCrashed, BrainError
+from ..exceptions import BrainConfigError, BrainCrashed, BrainError, ConfigError
 from .base import MAX_REPLY_BYTES, TurnReply, TurnRequest, Usage
 
-__all__ = ["ExecBrain", "ProcessResult", "run_process", "brain_env"]
+__all__ = ["Bounded", "ExecBrain", "ProcessResult", "brain_env", "check_exit", "run_bounded", "run_process", "usage_from_file"]
 
 DEFAULT_TIMEOUT = 3600.0
 _STDERR_KEEP = 4096
@@ -58,6 +58,65 @@ def brain_env(request: TurnRequest, usage_file: str) -> dict[str, str]:
     return env
 
 
+@dataclass(frozen=True)
+class Bounded:
+    """How a bounded process ended. `killed` says why we killed it, if we did."""
+
+    stdout: bytes
+    stderr_tail: str
+    returncode: int
+    seconds: float
+    pid: int
+    killed: str | None  # "timeout", "cancelled", "oversize" or None
+
+
+def run_bounded(
+    command: str | Sequence[str],
+    *,
+    cwd: str,
+    env: Mapping[str, str],
+    stdin: bytes,
+    timeout: float,
+    cancel: threading.Event | None = None,
+    max_output: int = MAX_REPLY_BYTES,
+    keep_tail: bool = False,
+) -> Bounded:
+    """Run a process in its own process group, bounded in time and output; never hangs.
+
+    The one place crewctl starts an agent or a check command. A timeout, a cancel or more
+    than `max_output` bytes on stdout kills the whole group, unless `keep_tail`: then only the
+    last `max_output` bytes are kept (a check command may be as chatty as it likes).
+    Raises OSError if it cannot start.
+    """
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        command,
+        shell=isinstance(command, str),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    out = _Collector(proc.stdout, max_output, keep_tail=keep_tail)
+    err = _Collector(proc.stderr, _STDERR_KEEP, keep_tail=True)
+    feeder = threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True)
+    for t in (out, err, feeder):
+        t.start()
+    killed = _wait(proc, started + timeout, cancel, out)
+    for t in (out, err, feeder):
+        t.join(timeout=5)
+    return Bounded(
+        stdout=out.data(),
+        stderr_tail=err.text(),
+        returncode=proc.returncode,
+        seconds=time.monotonic() - started,
+        pid=proc.pid,
+        killed=killed,
+    )
+
+
 def run_process(
     command: str | Sequence[str],
     request: TurnRequest,
@@ -79,55 +138,35 @@ def run_process(
         env = brain_env(request, usage_path)
         if extra_env:
             env.update(extra_env)
-        started = time.monotonic()
         try:
-            proc = subprocess.Popen(
+            done = run_bounded(
                 command,
-                shell=isinstance(command, str),
                 cwd=request.workdir,
                 env=env,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
+                stdin=request.prompt.encode() if stdin is None else stdin,
+                timeout=timeout,
+                cancel=request.cancel,
             )
         except FileNotFoundError as exc:
-            from ..exceptions import BrainConfigError
-
             raise BrainConfigError(f"cannot start {_name(command)}: {exc.strerror}") from None
         except OSError as exc:
             raise BrainError(f"cannot start {_name(command)}: {exc}") from None
-
-        out = _Collector(proc.stdout, MAX_REPLY_BYTES)
-        err = _Collector(proc.stderr, _STDERR_KEEP, keep_tail=True)
-        feeder = threading.Thread(
-            target=_feed, args=(proc.stdin, request.prompt.encode() if stdin is None else stdin),
-            daemon=True,
-        )
-        for t in (out, err, feeder):
-            t.start()
-
-        why_killed = _wait(proc, started + timeout, request.cancel, out)
-        for t in (out, err, feeder):
-            t.join(timeout=5)
-        seconds = time.monotonic() - started
-        if why_killed == "timeout":
+        if done.killed == "timeout":
             raise BrainError(f"{_name(command)} timed out after {timeout:g}s")
-        if why_killed == "cancelled":
+        if done.killed == "cancelled":
             raise BrainError("turn cancelled")
-        if why_killed == "oversize":
+        if done.killed == "oversize":
             raise BrainError(
                 f"{_name(command)} replied more than {MAX_REPLY_BYTES // (1024 * 1024)} MiB; "
                 "the reply was discarded"
             )
-        usage_file = _read_usage_file(usage_path)
         return ProcessResult(
-            stdout=out.data(),
-            stderr_tail=err.text(),
-            returncode=proc.returncode,
-            usage_file=usage_file,
-            seconds=seconds,
-            pid=proc.pid,
+            stdout=done.stdout,
+            stderr_tail=done.stderr_tail,
+            returncode=done.returncode,
+            usage_file=_read_usage_file(usage_path),
+            seconds=done.seconds,
+            pid=done.pid,
         )
 
 
@@ -159,8 +198,6 @@ def usage_from_file(data: dict | None) -> Usage:
 class ExecBrain:
     def __init__(self, command: str) -> None:
         if not command.strip():
-            from ..exceptions import ConfigError
-
             raise ConfigError("exec: needs a command, e.g. exec:'python3 agent.py'")
         self.command = command
         self.spec = f"exec:{command}"
@@ -179,9 +216,8 @@ _SIGNALS = {s.value for s in signal.Signals}
 
 def _name(command: str | Sequence[str]) -> str:
     if isinstance(command, str):
-        words = command.split()
-        return words[0] if words else "command"
-    return os.path.basename(command[0]) if command else "command"
+        return "the exec command"
+    return os.path.basename(command[0]) if command else "the command"
 
 
 def _feed(pipe, data: bytes) -> None:

@@ -1,0 +1,68 @@
+"""The `crewctl` command line. Thin: parse, call the control RPC or read the store, print.
+
+Every deliberate error becomes one line on stderr and the exit code its class names
+(see crewctl.exceptions); nothing else reaches a user as a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..exceptions import CrewError
+from ._common import home_option
+
+__all__ = ["main", "cli"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="crewctl")
+@home_option
+@click.pass_context
+def cli(ctx: click.Context, home: str | None) -> None:
+    """Run long, verifiable goals with a crew of AI agents.
+
+    \b
+    Start a supervisor, then give it a goal:
+      crewctl run &
+      crewctl goal new "make the tests pass" --criterion "tests pass" --check "pytest -q"
+      crewctl goal events ID --follow
+
+    Only an anonymous verifier (or crewctl's own check commands) can pass a goal's gate;
+    the operator signs off. `crewctl demo` shows the whole loop in a minute.
+
+    \b
+    Exit codes: 0 ok, 1 error, 2 usage, 3 refused by the goal's rules (wrong status,
+    stale answer), 4 no supervisor reachable.
+    """
+    ctx.obj = {"home": home}
+
+
+def _register() -> None:
+    from .brains import brains_group
+    from .goal import goal_group
+    from .run import run_command, status_command
+
+    for command in (brains_group, goal_group, run_command, status_command):
+        cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    _register()
+    try:
+        code = cli.main(args=argv, prog_name="crewctl", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("crewctl: aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:  # usage errors: click's own message, exit 2
+        exc.show()
+        sys.exit(exc.exit_code)
+    except CrewError as exc:
+        click.echo(f"crewctl: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:  # `crewctl goal events ID | head`
+        sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

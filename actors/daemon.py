@@ -1,0 +1,471 @@
+"""The daemon: `crewctl run`. One per $CREWCTL_HOME.
+
+It holds the home's lock, opens the store, binds the control ROUTER (loopback) and the
+agents ROUTER (`--listen`), starts one supervisor per live goal (each resumes from the
+store), answers the CLI, and on SIGTERM/SIGINT drains: no new turns, in-flight turns get a
+grace period, everything is flushed, the lock and endpoint file are released.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hmac
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
+
+import pykka
+
+from .. import brains
+from ..config import Config
+from ..exceptions import AlreadyRunning, CrewError, NotFound, ProtocolError, Refused, UsageError
+from ..goal import events as ev
+from ..goal import phases
+from ..goal.criteria import parse_criteria
+from ..goal.model import TERMINAL, Budget
+from ..goal.views import goal_view
+from ..store import Store, open_store
+from ..transport.broker import Broker, Endpoint
+from ..transport.codec import message
+from ..transport.control import new_token, read_daemon_info, remove_daemon_info, write_daemon_info, pid_alive
+from .messages import ControlRequest, Deliver, Perform, Shutdown, SupervisorStopped
+from .roles import VerifierSettings
+from .runtime import arm_crash_points, utcnow
+from .supervisor import Context, GoalSupervisor
+
+__all__ = ["DaemonOptions", "run_daemon", "is_loopback"]
+
+log = logging.getLogger("crewctl.daemon")
+
+SUPERVISOR_RESTARTS = 5  # per goal, within ...
+SUPERVISOR_WINDOW = 60.0
+
+
+@dataclass
+class DaemonOptions:
+    home: str
+    db_url: str | None = None
+    listen: str = "tcp://127.0.0.1:*"
+    local_workers: int = 1
+    config: Config | None = None
+    grace: float = 10.0
+    turn_timeout: float | None = None
+    heartbeat: float = 1.0
+
+
+def is_loopback(endpoint: str) -> bool:
+    if endpoint.startswith(("inproc://", "ipc://")):
+        return True
+    if not endpoint.startswith("tcp://"):
+        return False
+    host = endpoint[len("tcp://") :].rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+
+
+class _HomeLock:
+    """flock on $CREWCTL_HOME/daemon.lock: a second `crewctl run` on the same home is refused."""
+
+    def __init__(self, home: str) -> None:
+        self.path = os.path.join(home, "daemon.lock")
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            info = read_daemon_info(home)
+            pid = f" (pid {info['pid']})" if info and pid_alive(info.get("pid")) else ""
+            raise AlreadyRunning(f"a supervisor is already running for {home}{pid}") from None
+
+    def release(self) -> None:
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
+class Daemon(pykka.ThreadingActor):
+    def __init__(self, ctx: Context, send_control: Callable[[bytes, dict], None], token: str, status: Callable[[], dict]) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.send_control = send_control
+        self.token = token
+        self.status = status
+        self.goals: dict[str, pykka.ActorRef] = {}
+        self.restarts: dict[str, list[float]] = {}
+        self.draining = False
+
+    def on_start(self) -> None:
+        self.ctx.daemon = self.actor_ref
+
+    def on_receive(self, msg: Any) -> Any:
+        if isinstance(msg, ControlRequest):
+            self._control(msg)
+        elif isinstance(msg, SupervisorStopped):
+            self._supervisor_stopped(msg)
+        elif msg == "resume":
+            return self._resume_all()
+        elif isinstance(msg, Shutdown):
+            self.draining = True
+            for ref in self.goals.values():
+                ref.tell(msg)
+            return list(self.goals.values())
+        return None
+
+    # -- supervisors ---------------------------------------------------------------------
+
+    def _resume_all(self) -> int:
+        ids = self.ctx.store.live_goal_ids()
+        for goal_id in ids:
+            self._start_supervisor(goal_id, recover=True)
+        return len(ids)
+
+    def _start_supervisor(self, goal_id: str, *, recover: bool) -> pykka.ActorRef:
+        ref = GoalSupervisor.start(self.ctx, goal_id)
+        self.goals[goal_id] = ref
+        if recover:
+            ref.tell(Deliver(ev.Recover()))
+        return ref
+
+    def _supervisor_stopped(self, msg: SupervisorStopped) -> None:
+        self.goals.pop(msg.goal_id, None)
+        if msg.crashed is None or self.draining:
+            return
+        now = time.monotonic()
+        recent = [t for t in self.restarts.get(msg.goal_id, []) if now - t < SUPERVISOR_WINDOW] + [now]
+        self.restarts[msg.goal_id] = recent
+        if len(recent) > SUPERVISOR_RESTARTS:
+            log.error("goal %s: supervisor keeps crashing (%s); not restarting it", msg.goal_id, msg.crashed)
+            return
+        log.warning("goal %s: supervisor crashed (%s); restarting from the store", msg.goal_id, msg.crashed)
+        self._start_supervisor(msg.goal_id, recover=True)
+
+    # -- the control RPC -------------------------------------------------------------------
+
+    def _control(self, req: ControlRequest) -> None:
+        msg = req.message
+        request_id = msg.get("id")
+
+        def reply(ok: bool, payload: Any) -> None:
+            if ok:
+                result = goal_view(payload) if hasattr(payload, "criteria") else payload
+                self.send_control(req.identity, message("reply", id=request_id, ok=True, result=result))
+            else:
+                code, text = payload
+                self.send_control(req.identity, message("reply", id=request_id, ok=False, error={"code": code, "message": text}))
+
+        try:
+            if msg.get("type") != "request":
+                raise ProtocolError("expected a request")
+            if not isinstance(msg.get("token"), str) or not hmac.compare_digest(msg["token"], self.token):
+                raise Refused("bad control token: read $CREWCTL_HOME/daemon.json of this supervisor")
+            op = msg.get("op")
+            args = msg.get("args")
+            if not isinstance(op, str) or not isinstance(args, dict):
+                raise ProtocolError("a request needs op and args")
+            if self.draining and op != "status":
+                raise Refused("the supervisor is shutting down")
+            handler = _OPS.get(op)
+            if handler is None:
+                raise UsageError(f"unknown operation {op!r}")
+            handler(self, args, reply)
+        except CrewError as exc:
+            reply(False, (exc.code, exc.message))
+        except (KeyError, TypeError, ValueError) as exc:
+            reply(False, ("usage", f"malformed request: {exc}"))
+
+    def _route(self, args: dict, event: ev.Event, reply) -> None:
+        goal_id = self.ctx.store.resolve_id(_str(args, "id"))
+        ref = self.goals.get(goal_id)
+        if ref is None or not ref.is_alive():
+            state, _ = self.ctx.store.load_goal(goal_id)
+            if state.status in TERMINAL:
+                raise Refused(f"goal {goal_id} is {state.status}")
+            ref = self._start_supervisor(goal_id, recover=True)
+        ref.tell(Deliver(event, reply=reply))
+
+    def op_new(self, args: dict, reply) -> None:
+        config = self.ctx.config
+        objective = _str(args, "objective").strip()
+        if not objective:
+            raise UsageError("the objective is empty")
+        workspace = _str(args, "workspace")
+        if not os.path.isabs(workspace) or not os.path.isdir(workspace):
+            raise UsageError(f"workspace {workspace} is not a directory")
+        criteria = parse_criteria(args["criteria"]) if args.get("criteria") else ()
+        roster = {}
+        for role in ("lead", "worker", "verifier"):
+            spec = args.get(role) or config.roster.get(role)
+            if spec:
+                brains.resolve(spec, config)  # a bad spec fails here, not hours later
+                roster[role] = spec
+        if "lead" not in roster:
+            raise UsageError("no lead brain: pass --lead SPEC or set [roster] lead in the config")
+        if "verifier" not in roster and (not criteria or any(c.check is None for c in criteria)):
+            raise UsageError(
+                "criteria without a check command need a verifier: pass --verifier SPEC "
+                "(or give every criterion a --check)"
+            )
+        defaults = config.defaults
+        settings = phases.GoalSettings(
+            roster=roster,
+            budget=Budget(
+                tokens=_opt_int(args, "token_budget", defaults.get("token_budget")),
+                seconds=_opt_num(args, "time_budget", defaults.get("time_budget")),
+                cost_usd=_opt_num(args, "cost_budget", defaults.get("cost_budget")),
+            ),
+            attempt_cap=_opt_int(args, "attempt_cap", defaults.get("attempt_cap")) or 5,
+            max_auto_turns=_opt_int(args, "max_auto_turns", defaults.get("max_auto_turns")) or 20,
+            max_turns=_opt_int(args, "max_turns", defaults.get("max_turns")) or 200,
+            check_timeout=_opt_num(args, "check_timeout", 600.0) or 600.0,
+        )
+        now = self.ctx.clock()
+        goal_id = secrets.token_hex(4)
+        transition = phases.new_goal(goal_id, objective, workspace, settings, now, criteria=criteria)
+        self.ctx.store.create_goal(transition, now.isoformat())
+        ref = self._start_supervisor(goal_id, recover=False)
+        ref.tell(Perform(transition.effects))
+        reply(True, transition.state)
+
+    def op_status(self, args: dict, reply) -> None:
+        reply(True, self.status())
+
+
+def _simple(event_factory: Callable[[dict], ev.Event]) -> Callable:
+    """An operation that turns its arguments into one goal event for the goal's supervisor."""
+
+    def op(self: Daemon, args: dict, reply) -> None:
+        self._route(args, event_factory(args), reply)
+
+    return op
+
+
+
+_OPS: dict[str, Callable] = {
+    "goal.new": Daemon.op_new,
+    "goal.answer": _simple(lambda a: ev.Answer(answers=_answers(a), seq=_opt_int(a, "seq", None))),
+    "goal.criteria": _simple(lambda a: ev.EditCriteria(criteria=parse_criteria(a["criteria"]))),
+    "goal.steer": _simple(lambda a: ev.Steer(text=_nonempty(a, "message"))),
+    "goal.pause": _simple(lambda a: ev.Pause()),
+    "goal.resume": _simple(lambda a: ev.Resume()),
+    "goal.cancel": _simple(lambda a: ev.Cancel()),
+    "goal.approve": _simple(lambda a: ev.Approve(step=_str(a, "step"), reject=bool(a.get("reject")))),
+    "goal.budget": _simple(
+        lambda a: ev.RaiseBudget(
+            tokens=_opt_int(a, "tokens", None), seconds=_opt_num(a, "seconds", None), cost_usd=_opt_num(a, "cost", None)
+        )
+    ),
+    "goal.signoff": _simple(lambda a: ev.Signoff()),
+    "goal.send_back": _simple(lambda a: ev.SendBack(notes=_nonempty(a, "notes"))),
+    "status": Daemon.op_status,
+}
+
+
+def _str(args: dict, key: str) -> str:
+    value = args.get(key)
+    if not isinstance(value, str):
+        raise UsageError(f"{key} must be a string")
+    return value
+
+
+def _nonempty(args: dict, key: str) -> str:
+    value = _str(args, key).strip()
+    if not value:
+        raise UsageError(f"{key} is empty")
+    return value
+
+
+def _opt_int(args: dict, key: str, default: Any) -> int | None:
+    value = args.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise UsageError(f"{key} must be a positive integer")
+    return value
+
+
+def _opt_num(args: dict, key: str, default: Any) -> float | None:
+    value = args.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise UsageError(f"{key} must be a positive number")
+    return float(value)
+
+
+def _answers(args: dict) -> dict[str, str]:
+    answers = args.get("answers")
+    if not isinstance(answers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in answers.items()):
+        raise UsageError("answers must map question ids to strings")
+    return answers
+
+
+# -- the process ---------------------------------------------------------------------------
+
+
+def run_daemon(opts: DaemonOptions, *, stop: threading.Event | None = None, on_ready: Callable[[dict], None] | None = None) -> int:
+    """Run a supervisor in the foreground until `stop` is set or SIGTERM/SIGINT arrives."""
+    from ..config import load_config
+
+    config = opts.config or load_config()
+    os.makedirs(opts.home, exist_ok=True)
+    lock = _HomeLock(opts.home)
+    try:
+        arm_crash_points(os.environ.get("CREWCTL_CRASH_AT"))
+        if not is_loopback(opts.listen):
+            from ..transport import keys
+
+            if not keys.has_server_keys(opts.home):
+                raise UsageError(
+                    f"refusing to listen on {opts.listen} without CURVE keys: anyone who can reach it could "
+                    "take tasks and send results. Run `crewctl keys init`, allow each worker's key with "
+                    "`crewctl keys allow FILE`, then start again"
+                )
+        store = open_store(opts.db_url, opts.home)
+        return _serve(opts, config, store, stop or threading.Event(), on_ready)
+    finally:
+        lock.release()
+
+
+def _serve(opts: DaemonOptions, config: Config, store: Store, stop: threading.Event, on_ready) -> int:
+    token = new_token()
+    started_at = utcnow().isoformat()
+    ctx = Context(
+        home=opts.home,
+        store=store,
+        config=config,
+        clock=utcnow,
+        verifier=_verifier_settings(config),
+        turn_timeout=opts.turn_timeout,
+    )
+    holder: dict[str, Any] = {}
+
+    def on_control(identity: bytes, msg: dict) -> None:
+        holder["daemon"].tell(ControlRequest(identity, msg))
+
+    def on_agent(identity: bytes, msg: dict) -> None:
+        dispatcher = holder.get("dispatcher")
+        if dispatcher is None:
+            raise ProtocolError("no agent hosts are served here")
+        dispatcher.on_agent_message(identity, msg)
+
+    agent_endpoint = Endpoint("agents", opts.listen, on_agent)
+    curve = None
+    if not is_loopback(opts.listen):
+        from ..transport import keys
+
+        curve = keys.server_keys(opts.home)
+        agent_endpoint.curve_public, agent_endpoint.curve_secret = curve
+    broker = Broker([Endpoint("control", "tcp://127.0.0.1:*", on_control), agent_endpoint])
+
+    def status() -> dict:
+        hosts = holder["dispatcher"].hosts() if holder.get("dispatcher") else []
+        return {
+            "daemon": {
+                "pid": os.getpid(),
+                "listen": agent_endpoint.bound,
+                "control": broker.endpoints["control"].bound,
+                "home": opts.home,
+                "db": store.describe,
+                "started_at": started_at,
+                "goals": len(store.live_goal_ids()),
+            },
+            "hosts": hosts,
+            "dropped_frames": broker.dropped(),
+        }
+
+    daemon = Daemon.start(ctx, lambda ident, msg: broker.send("control", ident, msg), token, status)
+    holder["daemon"] = daemon
+    authenticator = None
+    try:
+        if curve is not None:
+            from ..transport import keys
+
+            authenticator = keys.start_authenticator(opts.home)
+        broker.start()
+        broker.ready.wait()
+        if broker.failed is not None:
+            raise UsageError(f"cannot listen: {broker.failed}")
+        from .dispatcher import start_dispatcher
+
+        holder["dispatcher"] = start_dispatcher(ctx, broker, opts)
+        ctx.dispatcher = holder["dispatcher"].ref if holder["dispatcher"] else None
+        info = {
+            "pid": os.getpid(),
+            "control": broker.endpoints["control"].bound,
+            "listen": agent_endpoint.bound,
+            "token": token,
+            "home": opts.home,
+            "db": store.describe,
+            "started_at": started_at,
+        }
+        write_daemon_info(opts.home, info)
+        resumed = daemon.ask("resume")
+        log.info("supervisor %d serving %s; %d live goal(s) resumed; agents on %s", os.getpid(), opts.home, resumed, agent_endpoint.bound)
+        if on_ready:
+            on_ready(info)
+        _wait_for_stop(stop)
+        log.info("shutting down: no new turns; in-flight turns get %gs", opts.grace)
+        _drain(daemon, opts.grace)
+        return 0
+    finally:
+        if holder.get("dispatcher"):
+            holder["dispatcher"].stop()
+        pykka.ActorRegistry.stop_all(block=True, timeout=10)
+        broker.stop()
+        broker.join(timeout=5)
+        if authenticator is not None:
+            authenticator.stop()
+        remove_daemon_info(opts.home, os.getpid())
+        store.close()
+
+
+def _verifier_settings(config: Config) -> VerifierSettings:
+    section = getattr(config, "verifier", None) or {}
+    return VerifierSettings(
+        inherit_home=section.get("home") == "inherit",
+        env_allow=tuple(section.get("env_allow", ())),
+    )
+
+
+def _wait_for_stop(stop: threading.Event) -> None:
+    if threading.current_thread() is threading.main_thread():
+        previous = {}
+
+        def handler(signum, frame):
+            stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handler)
+        try:
+            while not stop.wait(0.5):  # poll: signal handlers run between waits on the main thread
+                pass
+        finally:
+            for sig, h in previous.items():
+                signal.signal(sig, h)
+    else:
+        stop.wait()
+
+
+def _drain(daemon: pykka.ActorRef, grace: float) -> None:
+    """No new turns; wait up to `grace` for the turns in flight to be recorded."""
+    try:
+        supervisors = daemon.ask(Shutdown(grace), timeout=5)
+    except pykka.Timeout:
+        return
+    deadline = time.monotonic() + grace
+    for ref in supervisors:
+        while time.monotonic() < deadline:
+            try:
+                if not ref.ask("busy", timeout=max(deadline - time.monotonic(), 0.01)):
+                    break
+            except (pykka.ActorDeadError, pykka.Timeout):
+                break
+            time.sleep(0.1)  # poll: a turn's result arrives as a message to the supervisor

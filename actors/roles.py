@@ -1,0 +1,429 @@
+"""Role actors: the lead (one brain session, one turn at a time) and the verifier of a round.
+
+A role actor blocks in its own thread while its brain works, so the goal's supervisor stays
+free to take steers, pauses and cancels; those reach a running turn through its cancel
+event, never through the actor's mailbox.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from ..brains import Message, TurnRequest, resolve
+from ..brains.exec import run_bounded
+from ..config import Config
+from ..exceptions import BrainConfigError, BrainCrashed, BrainError, ConfigError, UsageLimited
+from ..goal import events as ev
+from ..goal.effects import EndRound, RunVerifierTurn, StartRound
+from ..store import SessionWrite, TurnWrite
+from .isolation import scrubbed_env
+from .messages import Deliver, RoleCrashed, RunTurn
+from .runtime import crash_point, round_dir
+from .snapshot import SnapshotError, snapshot_workspace
+
+__all__ = ["Interrupt", "LeadActor", "RoundActor", "VerifierSettings"]
+
+log = logging.getLogger("crewctl.roles")
+
+CHECK_OUTPUT_KEEP = 16 * 1024
+
+
+def _usage(reply_usage, seconds: float) -> ev.TurnUsage:
+    return ev.TurnUsage(
+        input_tokens=reply_usage.input_tokens,
+        output_tokens=reply_usage.output_tokens,
+        cached_tokens=reply_usage.cached_tokens,
+        cost_usd=reply_usage.cost_usd,
+        seconds=seconds,
+    )
+
+
+def failure_kind(exc: BaseException) -> str:
+    if isinstance(exc, (BrainConfigError, ConfigError)):
+        return "config"
+    if isinstance(exc, UsageLimited):
+        return "usage_limited"
+    if isinstance(exc, BrainCrashed):
+        return "crashed"
+    return "error"
+
+
+class LeadActor(pykka.ThreadingActor):
+    """Runs the lead's turns in the goal's workspace, in one brain session."""
+
+    def __init__(self, supervisor: pykka.ActorRef, goal_id: str, workspace: str, spec: str, config: Config, timeout: float | None) -> None:
+        super().__init__()
+        self.supervisor = supervisor
+        self.goal_id = goal_id
+        self.workspace = workspace
+        self.spec = spec
+        self.config = config
+        self.timeout = timeout
+        self.brain = None
+        self.current: int | None = None
+
+    def on_receive(self, message: Any) -> None:
+        if isinstance(message, RunTurn):
+            self._run(message)
+
+    def _run(self, msg: RunTurn) -> None:
+        self.current = msg.turn
+        started = time.monotonic()
+        try:
+            if self.brain is None:
+                self.brain = resolve(self.spec, self.config)
+            wants_history = getattr(self.brain, "wants_history", False)
+            request = TurnRequest(
+                role="lead",
+                goal_id=self.goal_id,
+                session_id=msg.session_id,
+                turn=msg.turn,
+                prompt=msg.prompt,
+                workdir=self.workspace,
+                timeout=self.timeout,
+                history=msg.history if wants_history else (),
+                resume_ref=msg.resume_ref,
+                cancel=msg.cancel,
+            )
+            reply = self.brain.run(request)
+        except BrainCrashed as exc:
+            # The brain died under us: the supervisor restarts this role in a fresh session.
+            self.supervisor.tell(RoleCrashed(role="lead", error=str(exc), turn=msg.turn))
+            self.actor_ref.stop(block=False)
+            return
+        except (BrainError, ConfigError) as exc:
+            if msg.cancel.is_set():
+                return  # we were told to stop; nothing to report
+            self.supervisor.tell(Deliver(ev.TurnFailed(turn=msg.turn, error=str(exc), kind=failure_kind(exc))))
+            return
+        seconds = time.monotonic() - started
+        if msg.cancel.is_set():
+            return
+        messages = (("user", msg.prompt), ("assistant", reply.text)) if wants_history else ()
+        self.supervisor.tell(
+            Deliver(
+                ev.TurnFinished(turn=msg.turn, text=reply.text, usage=_usage(reply.usage, seconds)),
+                turn_writes=(TurnWrite(turn=msg.turn, reply=reply.text),),
+                session_writes=(SessionWrite(role="lead", session_id=msg.session_id, resume_ref=reply.resume_ref, messages=messages),),
+                before_record=True,
+            )
+        )
+        self.current = None
+
+    def on_failure(self, exception_type, exception_value, traceback) -> None:
+        self.supervisor.tell(
+            RoleCrashed(role="lead", error=f"{exception_type.__name__}: {exception_value}", turn=self.current)
+        )
+
+
+class Interrupt:
+    """Stops a round from another thread: sets the cancel flag and kills its processes.
+
+    The supervisor holds it; the round actor is busy in a blocking call and cannot read its
+    mailbox, so a pause or cancel must reach the processes directly.
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._lock = threading.Lock()
+        self._procs: list[subprocess.Popen] = []
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    def register(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.append(proc)
+            stopped = self.event.is_set()
+        if stopped:
+            _kill(proc)
+
+    def set(self) -> None:
+        self.event.set()
+        with self._lock:
+            procs = list(self._procs)
+        for proc in procs:
+            _kill(proc)
+
+
+@dataclass(frozen=True)
+class VerifierSettings:
+    inherit_home: bool = False
+    env_allow: tuple[str, ...] = ()
+    keep_failed_rounds: int = 3
+
+
+class RoundActor(pykka.ThreadingActor):
+    """One gate round: snapshot, crewctl's own checks, and a brand-new verifier process.
+
+    Lives for one round. Nothing it does touches the lead's workspace: the snapshot is a copy
+    in the goal's environment directory, the checks and the verifier run there with a
+    scrubbed environment, and the verifier process is new for this round.
+    """
+
+    def __init__(
+        self,
+        supervisor: pykka.ActorRef,
+        *,
+        home: str,
+        goal_id: str,
+        workspace: str,
+        spec: str | None,
+        config: Config,
+        settings: VerifierSettings,
+        timeout: float | None,
+        interrupt: Interrupt,
+    ) -> None:
+        super().__init__()
+        self.supervisor = supervisor
+        self.home = home
+        self.goal_id = goal_id
+        self.workspace = workspace
+        self.spec = spec
+        self.config = config
+        self.settings = settings
+        self.timeout = timeout
+        self.cancel = interrupt
+        self.host: subprocess.Popen | None = None
+        self.session_id = str(uuid.uuid4())
+        self.round: int | None = None
+        self.dir: str | None = None
+
+    # -- the actor's thread -----------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> None:
+        if isinstance(message, StartRound):
+            self._start(message)
+        elif isinstance(message, RunVerifierTurn):
+            self._corrective(message)
+        elif isinstance(message, EndRound):
+            self._end(message.keep_snapshot)
+
+    def _start(self, e: StartRound) -> None:
+        self.round = e.round
+        self.dir = round_dir(self.home, self.goal_id, e.round)
+        work, home, tmp = (os.path.join(self.dir, d) for d in ("work", "home", "tmp"))
+        started = time.monotonic()
+        try:
+            if os.path.exists(self.dir):
+                shutil.rmtree(self.dir)  # a rerun of this round starts from a fresh snapshot
+            snapshot_workspace(self.workspace, work, exclude=(self.home,))
+            os.makedirs(home)
+            os.makedirs(tmp)
+        except (SnapshotError, OSError) as exc:
+            self.supervisor.tell(Deliver(ev.TurnFailed(turn=e.turn, error=f"snapshot failed: {exc}")))
+            return
+        env = scrubbed_env(
+            os.environ,
+            brain_spec=self.spec,
+            home=home,
+            tmp=tmp,
+            extra_allow=self.settings.env_allow,
+            inherit_home=self.settings.inherit_home,
+        )
+        checks = {}
+        for cid, command in e.checks:
+            if self.cancel.is_set():
+                return
+            checks[cid] = _run_check(command, work, env, e.timeout, self.cancel.event)
+        if self.cancel.is_set():
+            return
+        text = None
+        usage = ev.TurnUsage()
+        host_pid = None
+        if e.model_needed:
+            if not self.spec:
+                self.supervisor.tell(
+                    Deliver(ev.TurnFailed(turn=e.turn, error="no verifier brain configured (--verifier)", kind="config"))
+                )
+                return
+            try:
+                self._spawn(work, env)
+                result = self._ask(e, e.prompt, crash_at="verifier_in_flight")
+            except _HostGone as exc:
+                if not self.cancel.is_set():
+                    self.supervisor.tell(Deliver(ev.TurnFailed(turn=e.turn, error=str(exc), kind="crashed")))
+                return
+            if result is None:
+                return
+            if not result.get("ok"):
+                self.supervisor.tell(Deliver(ev.TurnFailed(turn=e.turn, error=result.get("error", "verifier failed"), kind=result.get("kind", "error"))))
+                return
+            text = result["text"]
+            host_pid = result.get("pid")
+            usage = _usage_from(result.get("usage") or {}, time.monotonic() - started)
+        else:
+            usage = ev.TurnUsage(seconds=time.monotonic() - started)
+        self.supervisor.tell(
+            Deliver(
+                ev.RoundFinished(round=e.round, turn=e.turn, text=text, checks=checks, usage=usage, host_pid=host_pid),
+                turn_writes=(TurnWrite(turn=e.turn, reply=text),),
+                before_record=True,
+            )
+        )
+
+    def _corrective(self, e: RunVerifierTurn) -> None:
+        started = time.monotonic()
+        if self.host is None or self.host.poll() is not None:
+            self.supervisor.tell(Deliver(ev.TurnFailed(turn=e.turn, error="the verifier process is gone", kind="crashed")))
+            return
+        try:
+            result = self._ask(e, e.prompt, crash_at=None)
+        except _HostGone as exc:
+            if not self.cancel.is_set():
+                self.supervisor.tell(Deliver(ev.TurnFailed(turn=e.turn, error=str(exc), kind="crashed")))
+            return
+        if result is None:
+            return
+        if not result.get("ok"):
+            self.supervisor.tell(Deliver(ev.TurnFailed(turn=e.turn, error=result.get("error", "verifier failed"), kind=result.get("kind", "error"))))
+            return
+        usage = _usage_from(result.get("usage") or {}, time.monotonic() - started)
+        self.supervisor.tell(
+            Deliver(
+                ev.RoundFinished(round=e.round, turn=e.turn, text=result["text"], checks=None, usage=usage, host_pid=result.get("pid")),
+                turn_writes=(TurnWrite(turn=e.turn, reply=result["text"]),),
+                before_record=True,
+            )
+        )
+
+    def _spawn(self, work: str, env: dict[str, str]) -> None:
+        try:
+            host = subprocess.Popen(
+                [sys.executable, "-m", "crewctl.actors.verifier_host"],
+                cwd=work,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise _HostGone(f"cannot start the verifier process: {exc}") from None
+        self.host = host
+        self.cancel.register(host)
+
+    def _ask(self, e, prompt: str, crash_at: str | None) -> dict | None:
+        """One turn in the verifier process; None if cancelled."""
+        assert self.host is not None and self.host.stdin is not None and self.host.stdout is not None
+        job = {
+            "spec": self.spec,
+            "prompt": prompt,
+            "goal": self.goal_id,
+            "session": self.session_id,
+            "turn": e.turn,
+            "round": e.round,
+            "timeout": self.timeout,
+            "config": {
+                "brains": self.config.brains,
+                "presets": self.config.presets,
+                "providers": self.config.providers,
+            },
+        }
+        try:
+            self.host.stdin.write((json.dumps(job) + "\n").encode())
+            self.host.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise _HostGone("the verifier process exited before its turn") from None
+        if crash_at:
+            crash_point(crash_at)
+        line = self.host.stdout.readline()  # the brain's own timeout bounds this turn
+        if self.cancel.is_set():
+            return None
+        if not line:
+            code = self.host.poll()
+            raise _HostGone(f"the verifier process died (exit {code})")
+        try:
+            return json.loads(line)
+        except ValueError:
+            raise _HostGone("the verifier process wrote something that is not a result") from None
+
+    def _end(self, keep: bool) -> None:
+        self._close_host()
+        if self.dir and os.path.isdir(self.dir):
+            if keep:
+                _prune_rounds(os.path.dirname(self.dir), self.settings.keep_failed_rounds)
+            else:
+                shutil.rmtree(self.dir, ignore_errors=True)
+        self.actor_ref.stop(block=False)
+
+    def _close_host(self) -> None:
+        host, self.host = self.host, None
+        if host is None:
+            return
+        try:
+            if host.stdin:
+                host.stdin.close()
+            host.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            _kill(host)
+
+    def on_stop(self) -> None:
+        self._close_host()
+
+    def on_failure(self, exception_type, exception_value, traceback) -> None:
+        self._close_host()
+        self.supervisor.tell(RoleCrashed(role="verifier", error=f"{exception_type.__name__}: {exception_value}"))
+
+
+class _HostGone(Exception):
+    pass
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, 9)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _usage_from(data: dict, seconds: float) -> ev.TurnUsage:
+    return ev.TurnUsage(
+        input_tokens=int(data.get("input_tokens") or 0),
+        output_tokens=int(data.get("output_tokens") or 0),
+        cached_tokens=int(data.get("cached_tokens") or 0),
+        cost_usd=data.get("cost_usd"),
+        seconds=seconds,
+    )
+
+
+def _run_check(command: str, cwd: str, env: dict[str, str], timeout: float, cancel: threading.Event) -> dict:
+    """crewctl runs a check command itself; its exit code is the verdict."""
+    try:
+        done = run_bounded(
+            command, cwd=cwd, env=env, stdin=b"", timeout=timeout, cancel=cancel, max_output=CHECK_OUTPUT_KEEP, keep_tail=True
+        )
+    except OSError as exc:
+        return {"exit": None, "output": f"could not start: {exc}", "timed_out": False}
+    output = (done.stdout.decode("utf-8", "replace") + "\n" + done.stderr_tail).strip()
+    return {
+        "exit": None if done.killed else done.returncode,
+        "output": output[-CHECK_OUTPUT_KEEP:],
+        "timed_out": done.killed == "timeout",
+    }
+
+
+def _prune_rounds(rounds_dir: str, keep: int) -> None:
+    """Held rounds are kept for inspection, but only the newest few."""
+    try:
+        rounds = sorted((int(n) for n in os.listdir(rounds_dir) if n.isdigit()), reverse=True)
+    except OSError:
+        return
+    for n in rounds[keep:]:
+        shutil.rmtree(os.path.join(rounds_dir, str(n)), ignore_errors=True)

@@ -1,0 +1,64 @@
+"""The verifier's own process: `python -m crewctl.actors.verifier_host`.
+
+Started fresh for every gate round with a scrubbed environment and the round's snapshot as
+its working directory; it knows nothing but what arrives on stdin. It reads one JSON job
+per line and writes one JSON result per line, serving the round's turns (the verdict and at
+most one corrective turn) in one brand-new session, then exits when stdin closes.
+
+    job:    {"spec", "prompt", "goal", "session", "turn", "round", "timeout", "config"}
+    result: {"ok": true, "text", "usage", "pid"} | {"ok": false, "error", "kind", "pid"}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def main() -> int:
+    # Imports inside main: the process starts from a scrubbed environment, and a broken
+    # install should still produce one JSON line the daemon can read.
+    from ..brains import Message, TurnRequest, resolve
+    from ..config import Config
+    from ..exceptions import BrainConfigError, BrainCrashed, BrainError, ConfigError, UsageLimited
+
+    out = sys.stdout
+    sys.stdout = sys.stderr  # nothing a brain prints may corrupt the result channel
+    history: list[Message] = []
+    for line in sys.stdin:
+        try:
+            job = json.loads(line)
+            config = Config(**job.get("config") or {})
+            brain = resolve(job["spec"], config)
+            request = TurnRequest(
+                role="verifier",
+                goal_id=job["goal"],
+                session_id=job["session"],
+                turn=int(job["turn"]),
+                prompt=job["prompt"],
+                workdir=os.getcwd(),
+                round=int(job["round"]),
+                timeout=job.get("timeout"),
+                history=tuple(history) if getattr(brain, "wants_history", False) else (),
+            )
+            reply = brain.run(request)
+            history += [Message("user", job["prompt"]), Message("assistant", reply.text)]
+            result = {"ok": True, "text": reply.text, "usage": reply.usage.as_dict(), "pid": os.getpid()}
+        except (BrainConfigError, ConfigError) as exc:
+            result = {"ok": False, "error": str(exc), "kind": "config", "pid": os.getpid()}
+        except UsageLimited as exc:
+            result = {"ok": False, "error": str(exc), "kind": "usage_limited", "pid": os.getpid()}
+        except BrainCrashed as exc:
+            result = {"ok": False, "error": str(exc), "kind": "crashed", "pid": os.getpid()}
+        except BrainError as exc:
+            result = {"ok": False, "error": str(exc), "kind": "error", "pid": os.getpid()}
+        except Exception as exc:  # a bug here is a crashed verifier, reported, not a hang
+            result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "kind": "crashed", "pid": os.getpid()}
+        out.write(json.dumps(result) + "\n")
+        out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

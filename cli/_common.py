@@ -1,0 +1,132 @@
+"""Shared CLI plumbing: the home, the store for read-only commands, JSON and text output."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from ..store import Store, default_home, open_store
+
+__all__ = ["echo_json", "home_option", "db_option", "json_option", "resolve_home", "read_store", "format_event"]
+
+
+def resolve_home(ctx: click.Context | None = None) -> str:
+    ctx = ctx or click.get_current_context()
+    root = ctx.find_root()
+    home = (root.obj or {}).get("home") if isinstance(root.obj, dict) else None
+    return os.path.abspath(home or default_home())
+
+
+def read_store(db: str | None) -> Store:
+    """The store for read-only commands: never created by reading it."""
+    return open_store(db or os.environ.get("CREWCTL_DB") or None, resolve_home(), create=False)
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout (nothing else).")(f)
+
+
+def db_option(f):
+    return click.option(
+        "--db",
+        metavar="URL",
+        envvar="CREWCTL_DB",
+        default=None,
+        help="Database URL (default: SQLite in $CREWCTL_HOME; env CREWCTL_DB).",
+    )(f)
+
+
+home_option = click.option(
+    "--home",
+    metavar="DIR",
+    envvar="CREWCTL_HOME",
+    default=None,
+    help="Where state lives (env CREWCTL_HOME; default: the XDG data dir).",
+)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _short(text: Any, n: int = 100) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def format_event(e: dict[str, Any]) -> str:
+    """One line per timeline event, for people."""
+    p = e.get("payload") or {}
+    t = e["type"]
+    at = str(e.get("at", ""))[11:19]
+    detail = _DETAIL.get(t, lambda p: "")(p)
+    return f"{e['seq']:>4} {at}  {t:<16} {detail}".rstrip()
+
+
+def _turn(p: dict) -> str:
+    bits = f"{p.get('role')} turn {p.get('turn')}"
+    if p.get("kind"):
+        bits += f" ({p['kind']})"
+    if p.get("round"):
+        bits += f" round {p['round']}"
+    if p.get("rerun"):
+        bits += " RERUN"
+    return bits
+
+
+def _usage(p: dict) -> str:
+    u = p.get("usage") or {}
+    return f"{_turn(p)}: {u.get('input_tokens', 0)} in / {u.get('output_tokens', 0)} out tokens, {u.get('seconds', 0):.1f}s"
+
+
+_DETAIL = {
+    "goal_created": lambda p: _short(p.get("objective", "")),
+    "lock": lambda p: f"{len(p.get('criteria', []))} criteria locked by {p.get('by')}",
+    "clarify": lambda p: f"round {p.get('seq')}: " + "; ".join(f"{q['id']}: {_short(q['text'], 60)}" for q in p.get("questions", [])),
+    "answer": lambda p: f"round {p.get('seq')}: " + ", ".join(f"{k}={_short(v, 30)}" for k, v in (p.get("answers") or {}).items()),
+    "plan": lambda p: f"plan {p.get('plan')}: " + "; ".join(f"{s['id']} {_short(s['title'], 40)}" for s in p.get("steps", [])),
+    "turn_started": _turn,
+    "turn_finished": _usage,
+    "turn_failed": lambda p: f"{p.get('role')} turn {p.get('turn')}: {_short(p.get('error', ''), 80)}" + (f" (retry at {str(p['retry_at'])[11:19]})" if p.get("retry_at") else ""),
+    "marker_ignored": lambda p: f"{str(p.get('kind', '')).upper()} from {p.get('role')}: {p.get('reason')}",
+    "marker_invalid": lambda p: f"{str(p.get('kind', '')).upper()} from {p.get('role')} line {p.get('line')}: {p.get('reason')}",
+    "ready": lambda p: f"round {p.get('round')}: {_short(p.get('summary', ''), 80)}",
+    "round_started": lambda p: f"round {p.get('round')} (revision {p.get('revision')})",
+    "verify": lambda p: f"round {p.get('round')}: "
+    + ", ".join(f"{r['id']} {r['verdict']}" for r in p.get("results", []))
+    + (" (STALE)" if p.get("stale") else ""),
+    "gate_held": lambda p: f"round {p.get('round')}: failed {', '.join(p.get('failed', [])) or '-'}" + (f" ({p['reason']})" if p.get("reason") else ""),
+    "gate_passed": lambda p: f"round {p.get('round')}: every criterion passed; waiting for sign-off",
+    "steer": lambda p: f"#{p.get('steer')}: {_short(p.get('text', ''), 80)}",
+    "steer_delivered": lambda p: f"#{p.get('steer')} in turn {p.get('turn')}",
+    "criteria_updated": lambda p: f"revision {p.get('revision')}: {len(p.get('criteria', []))} criteria",
+    "paused": lambda p: f"was {p.get('resume_to')}",
+    "resumed": lambda p: f"{p.get('was')} -> {p.get('status')}",
+    "cancelled": lambda p: f"was {p.get('was')}",
+    "blocked": lambda p: f"{p.get('reason')}: {_short(p.get('detail') or p.get('error') or '', 90)}",
+    "budget_limited": lambda p: f"{p.get('budget')} budget spent",
+    "budget_raised": lambda p: ", ".join(f"{k}={v}" for k, v in (p.get("budget") or {}).items() if v is not None),
+    "wind_down": lambda p: _short(p.get("report", ""), 100),
+    "send_back": lambda p: _short(p.get("notes", ""), 100),
+    "failed": lambda p: _short(p.get("reason", ""), 100),
+    "actor_restarted": lambda p: f"{p.get('actor')} ({p.get('restarts')} recent): {_short(p.get('error', ''), 70)}",
+    "step_queued": lambda p: f"{p.get('step')} as {p.get('task')}" + (f" lane {p['lane']}" if p.get("lane") else ""),
+    "step_started": lambda p: f"{p.get('step')} on {p.get('host')}",
+    "step_finished": lambda p: f"{p.get('step')} on {p.get('host')}" + (f"; changed {', '.join(p['changed_files'][:5])}" if p.get("changed_files") else ""),
+    "step_retry": lambda p: f"{p.get('step')} attempt {p.get('attempt')}: {_short(p.get('error', ''), 70)}",
+    "step_failed": lambda p: f"{p.get('step')} after {p.get('attempts')} attempts: {_short(p.get('error', ''), 70)}",
+    "task_late": lambda p: f"{p.get('step')} result from {p.get('host')} for {p.get('task')} ignored",
+    "approval_needed": lambda p: f"{p.get('step')}: {_short(p.get('title', ''), 60)} (crewctl goal approve ID {p.get('step')})",
+    "approved": lambda p: str(p.get("step")),
+    "rejected": lambda p: str(p.get("step")),
+    "done": lambda p: "signed off",
+}
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"crewctl: {message}", err=True)
+    sys.exit(code)

@@ -1,0 +1,333 @@
+"""`crewctl goal ...`: create, inspect and steer goals.
+
+Mutations go to the running supervisor over the control RPC (exit 4 when none answers);
+`list`, `show` and `events` read the store directly and work with no supervisor.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import click
+
+from ..exceptions import UsageError
+from ..goal.criteria import check_command_problem, parse_criteria, parse_criteria_json
+from ..goal.model import TERMINAL
+from ..goal.views import goal_view
+from ..transport import control
+from ._common import db_option, echo_json, format_event, json_option, read_store, resolve_home
+
+__all__ = ["goal_group"]
+
+
+@click.group("goal")
+def goal_group() -> None:
+    """Create, inspect and steer goals.
+
+    \b
+    A goal moves scoping -> running -> verifying -> awaiting_signoff -> done; only the
+    verifier's verdict (or crewctl's own check commands) moves it past verifying, and
+    only you sign it off. `crewctl goal show ID` tells where a goal stands and why.
+    """
+
+
+class _CriteriaCommand(click.Command):
+    """Remembers the order of --criterion and --check so each check pairs with its criterion."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        _, _, order = self.make_parser(ctx).parse_args(args=list(args))
+        ctx.meta["option_order"] = [p.name for p in order if p.name in ("criterion", "check")]
+        return super().parse_args(ctx, args)
+
+
+def _pair_criteria(order: list[str], texts: tuple[str, ...], checks: tuple[str, ...]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    ti = ci = 0
+    for name in order:
+        if name == "criterion":
+            rows.append({"text": texts[ti]})
+            ti += 1
+        else:
+            command = checks[ci]
+            ci += 1
+            if not rows:
+                raise UsageError("--check must follow the --criterion it checks")
+            if "verify" in rows[-1]:
+                raise UsageError(f"criterion {rows[-1]['text']!r} has two --check commands")
+            if problem := check_command_problem(command):
+                raise UsageError(f"--check {problem}")
+            rows[-1]["verify"] = {"run": command}
+    return rows
+
+
+def _call(op: str, args: dict[str, Any]) -> Any:
+    return control.call(resolve_home(), op, args)
+
+
+def _print_goal(view: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        echo_json(view)
+        return
+    click.echo(_render_goal(view))
+
+
+def _render_goal(g: dict[str, Any]) -> str:
+    lines = [f"goal {g['id']}  {g['status']}" + (f" (then {g['resume_to']})" if g.get("resume_to") else "")]
+    lines.append(f"  objective: {g['objective']}")
+    if g.get("reason"):
+        lines.append(f"  reason:    {g['reason']}")
+    lines.append(f"  gate:      round {g['round']}, held {g['attempt']} time(s) this run (cap {g['attempt_cap']})")
+    if g["criteria"]:
+        lines.append("  criteria:")
+        for c in g["criteria"]:
+            how = f"check: {c['verify']['run']}" if isinstance(c["verify"], dict) else "verifier judges"
+            lines.append(f"    [{c['status']:<7}] {c['id']}: {c['text']}  ({how})")
+            if c.get("evidence"):
+                lines.append(f"              evidence: {' '.join(str(c['evidence']).split())[:300]}")
+    else:
+        lines.append("  criteria:  not locked yet")
+    if g.get("questions"):
+        q = g["questions"]
+        lines.append(f"  questions (round {q['seq']}; answer with `crewctl goal answer {g['id']} --seq {q['seq']} QID=ANSWER`):")
+        for item in q["questions"]:
+            opts = f"  options: {', '.join(f'{i}={o}' for i, o in enumerate(item['options'], 1))}" if item["options"] else ""
+            lines.append(f"    {item['id']}: {item['text']}{opts}")
+    if g.get("steps"):
+        lines.append(f"  steps (plan {g['plan']}):")
+        for s in g["steps"]:
+            if s["plan"] != g["plan"]:
+                continue
+            holder = f" on {s['holder']}" if s.get("holder") else ""
+            approval = " (needs approval)" if s["needs_approval"] and not s["approved"] and s["status"] == "pending" else ""
+            lines.append(f"    [{s['status']:<11}] {s['id']}: {s['title']}{holder}{approval}")
+    u, b = g["usage"], g["budget"]
+    spend = f"{u['input_tokens']} in / {u['output_tokens']} out tokens, {u['seconds']:.1f}s"
+    if u.get("cost_usd"):
+        spend += f", ${u['cost_usd']:.4f}"
+    limits = [f"{b['tokens']} tokens" if b.get("tokens") else None, f"{b['seconds']:g}s" if b.get("seconds") else None, f"${b['cost_usd']:g}" if b.get("cost_usd") else None]
+    limits = [x for x in limits if x]
+    lines.append(f"  spend:     {spend}" + (f"  (budget: {', '.join(limits)})" if limits else ""))
+    if g.get("pending_steers"):
+        lines.append(f"  steers:    {g['pending_steers']} waiting for the lead's next turn")
+    if g.get("last_error"):
+        lines.append(f"  last error: {g['last_error']}")
+    return "\n".join(lines)
+
+
+@goal_group.command("new", cls=_CriteriaCommand)
+@click.argument("objective")
+@click.option("--criterion", "criterion", multiple=True, metavar="TEXT", help="An acceptance criterion (repeatable). Giving any locks them at once.")
+@click.option("--check", "check", multiple=True, metavar="CMD", help="A check command for the --criterion before it: crewctl runs it; exit 0 passes.")
+@click.option("--workspace", type=click.Path(file_okay=False), default=".", show_default=True, help="The directory the lead works in.")
+@click.option("--lead", metavar="SPEC", help="The lead's brain (exec:CMD, scripted:FILE, openai:MODEL, claude, ...).")
+@click.option("--worker", metavar="SPEC", help="The workers' brain (default: the lead's).")
+@click.option("--verifier", metavar="SPEC", help="The verifier's brain (needed unless every criterion has a --check).")
+@click.option("--token-budget", type=click.IntRange(min=1), help="Stop (budget_limited) after this many tokens.")
+@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Stop after this much agent time.")
+@click.option("--cost-budget", type=click.FloatRange(min=0, min_open=True), metavar="USD", help="Stop after this cost, where brains report it.")
+@click.option("--attempt-cap", type=click.IntRange(min=1), help="Held gates the lead may continue from this run (default 5); the next one blocks.")
+@click.option("--max-auto-turns", type=click.IntRange(min=1), help="Turns in a row without a marker before blocking (default 20).")
+@click.option("--check-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Timeout of each check command (default 600).")
+@json_option
+def goal_new(objective, criterion, check, workspace, lead, worker, verifier, token_budget, time_budget, cost_budget, attempt_cap, max_auto_turns, check_timeout, as_json):
+    """Start a goal with OBJECTIVE.
+
+    \b
+    With criteria, the goal is locked at once and the lead starts working:
+      crewctl goal new "fix the failing test" \\
+          --criterion "the tests pass" --check "python -m pytest -q" \\
+          --criterion "no new dependencies" \\
+          --lead claude --verifier codex
+    Without criteria, the lead scopes it first (questions, then a LOCK you can edit
+    with `crewctl goal criteria`).
+    """
+    ctx = click.get_current_context()
+    rows = _pair_criteria(ctx.meta.get("option_order", []), criterion, check)
+    if rows:
+        parse_criteria(rows)  # bad input fails here, before anything is sent
+    workspace = os.path.abspath(workspace)
+    if not os.path.isdir(workspace):
+        raise UsageError(f"workspace {workspace} is not a directory")
+    args = {
+        "objective": objective,
+        "criteria": rows,
+        "workspace": workspace,
+        "lead": lead,
+        "worker": worker,
+        "verifier": verifier,
+        "token_budget": token_budget,
+        "time_budget": time_budget,
+        "cost_budget": cost_budget,
+        "attempt_cap": attempt_cap,
+        "max_auto_turns": max_auto_turns,
+        "check_timeout": check_timeout,
+    }
+    view = _call("goal.new", {k: v for k, v in args.items() if v is not None})
+    if as_json:
+        echo_json(view)
+    else:
+        click.echo(f"goal {view['id']} {view['status']}")
+        click.echo(f"  follow it: crewctl goal events {view['id']} --follow")
+
+
+@goal_group.command("list")
+@db_option
+@json_option
+def goal_list(db, as_json):
+    """List goals (reads the store; no supervisor needed)."""
+    goals = read_store(db).list_goals()
+    if as_json:
+        echo_json(goals)
+        return
+    if not goals:
+        click.echo("no goals yet; start one with `crewctl goal new OBJECTIVE`")
+        return
+    for g in goals:
+        reason = f"  ({g['reason']})" if g.get("reason") and g["status"] in ("blocked", "failed", "budget_limited") else ""
+        click.echo(f"{g['id']}  {g['status']:<17} round {g['round']:<3} {g['objective'][:60]}{reason}")
+
+
+@goal_group.command("show")
+@click.argument("goal_id", metavar="ID")
+@db_option
+@json_option
+def goal_show(goal_id, db, as_json):
+    """Show a goal: status, criteria with evidence, steps, spend against budget."""
+    store = read_store(db)
+    state, _ = store.load_goal(store.resolve_id(goal_id))
+    _print_goal(goal_view(state), as_json)
+
+
+@goal_group.command("events")
+@click.argument("goal_id", metavar="ID")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events until the goal is done, cancelled or failed.")
+@click.option("--after", type=click.IntRange(min=0), default=0, help="Only events after this seq.")
+@db_option
+@json_option
+def goal_events(goal_id, follow, after, db, as_json):
+    """Print a goal's timeline (with --json: a JSON array; with --follow --json: one JSON object per line)."""
+    store = read_store(db)
+    gid = store.resolve_id(goal_id)
+    last = after
+    if not follow:
+        events = store.events(gid, after=last)
+        if as_json:
+            echo_json(events)
+        else:
+            for e in events:
+                click.echo(format_event(e))
+        return
+    import json
+
+    while True:
+        for e in store.events(gid, after=last):
+            click.echo(json.dumps(e, default=str) if as_json else format_event(e))
+            last = e["seq"]
+        state, _ = store.load_goal(gid)
+        if state.status in TERMINAL and not store.events(gid, after=last, limit=1):
+            return
+        time.sleep(0.2)  # poll: the store is the source of truth, and it may be another process's
+
+
+def _goal_op(name: str, op: str, doc: str):
+    @goal_group.command(name, help=doc)
+    @click.argument("goal_id", metavar="ID")
+    @json_option
+    def command(goal_id, as_json):
+        _print_goal(_call(op, {"id": goal_id}), as_json)
+
+    return command
+
+
+_goal_op("pause", "goal.pause", "Pause a goal: the running turn is stopped and reruns on resume.")
+_goal_op("resume", "goal.resume", "Resume a paused, blocked or budget-limited goal (a new run: caps start again).")
+_goal_op("cancel", "goal.cancel", "Cancel a goal for good.")
+_goal_op("signoff", "goal.signoff", "Sign off a goal whose gate passed (awaiting_signoff): it is done.")
+
+
+@goal_group.command("answer")
+@click.argument("goal_id", metavar="ID")
+@click.argument("answers", nargs=-1, required=True, metavar="QID=ANSWER...")
+@click.option("--seq", type=click.IntRange(min=1), help="The questions round these answers bind to (refused if stale).")
+@json_option
+def goal_answer(goal_id, answers, seq, as_json):
+    """Answer the lead's questions: crewctl goal answer ID --seq 1 q1=yes q2="Python 3.12"."""
+    parsed = {}
+    for pair in answers:
+        qid, sep, answer = pair.partition("=")
+        if not sep or not qid.strip():
+            raise UsageError(f"answers look like QID=ANSWER, not {pair!r}")
+        parsed[qid.strip()] = answer
+    args: dict[str, Any] = {"id": goal_id, "answers": parsed}
+    if seq is not None:
+        args["seq"] = seq
+    _print_goal(_call("goal.answer", args), as_json)
+
+
+@goal_group.command("criteria")
+@click.argument("goal_id", metavar="ID")
+@click.option("--file", "path", required=True, metavar="FILE", help="JSON list of {id?, text, verify?} (the shape `goal show --json` prints).")
+@json_option
+def goal_criteria(goal_id, path, as_json):
+    """Replace a goal's criteria with the list in FILE.
+
+    A criterion keeps its status only if its id, text and verify are unchanged; anything
+    else is pending again, and a passed gate re-opens.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(f"cannot read criteria file {path}: {reason}") from None
+    criteria = parse_criteria_json(raw, path)
+    rows = [{"id": c.id, "text": c.text, "verify": c.verify if isinstance(c.verify, str) else dict(c.verify)} for c in criteria]
+    _print_goal(_call("goal.criteria", {"id": goal_id, "criteria": rows}), as_json)
+
+
+@goal_group.command("steer")
+@click.argument("goal_id", metavar="ID")
+@click.argument("message")
+@json_option
+def goal_steer(goal_id, message, as_json):
+    """Tell the lead something: delivered in its next turn, exactly once."""
+    if not message.strip():
+        raise UsageError("the steer message is empty")
+    _print_goal(_call("goal.steer", {"id": goal_id, "message": message}), as_json)
+
+
+@goal_group.command("approve")
+@click.argument("goal_id", metavar="ID")
+@click.argument("step", metavar="STEP")
+@click.option("--reject", is_flag=True, help="Reject the step instead: it is skipped and the lead is told.")
+@json_option
+def goal_approve(goal_id, step, reject, as_json):
+    """Approve (or --reject) a plan step that waits for approval."""
+    _print_goal(_call("goal.approve", {"id": goal_id, "step": step, "reject": reject}), as_json)
+
+
+@goal_group.command("budget")
+@click.argument("goal_id", metavar="ID")
+@click.option("--tokens", type=click.IntRange(min=1), help="New token budget (total for the goal).")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), help="New time budget in seconds of agent work.")
+@click.option("--cost", type=click.FloatRange(min=0, min_open=True), metavar="USD", help="New cost budget.")
+@json_option
+def goal_budget(goal_id, tokens, seconds, cost, as_json):
+    """Raise a goal's budget; a budget-limited goal resumes when it is no longer spent."""
+    if tokens is None and seconds is None and cost is None:
+        raise UsageError("give at least one of --tokens, --seconds, --cost")
+    args = {"id": goal_id, "tokens": tokens, "seconds": seconds, "cost": cost}
+    _print_goal(_call("goal.budget", {k: v for k, v in args.items() if v is not None}), as_json)
+
+
+@goal_group.command("send-back")
+@click.argument("goal_id", metavar="ID")
+@click.option("--notes", required=True, help="What to rework: the lead's rework turn sees these notes.")
+@json_option
+def goal_send_back(goal_id, notes, as_json):
+    """Send a passed goal back for rework: criteria reset, the lead gets your notes."""
+    if not notes.strip():
+        raise UsageError("--notes must say what to rework")
+    _print_goal(_call("goal.send_back", {"id": goal_id, "notes": notes}), as_json)

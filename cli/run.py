@@ -1,0 +1,77 @@
+"""`crewctl run` and `crewctl status`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from ..transport import control
+from ._common import db_option, echo_json, json_option, resolve_home
+
+__all__ = ["run_command", "status_command"]
+
+
+@click.command("run")
+@click.option("--listen", default="tcp://127.0.0.1:*", show_default=True, metavar="ENDPOINT",
+              help="Where agent hosts (`crewctl worker`) connect. Beyond loopback needs CURVE keys (`crewctl keys init`).")
+@click.option("--local-workers", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Worker hosts run inside this process.")
+@db_option
+@click.option("--grace", type=click.FloatRange(min=0), default=10.0, show_default=True, metavar="SECONDS",
+              help="On SIGTERM/SIGINT, how long running turns may finish before they are stopped (they rerun next start).")
+@click.option("--turn-timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Give up on a brain turn after this long (default: the brain's own, 1 hour for exec).")
+@click.option("--heartbeat", type=click.FloatRange(min=0.05), default=1.0, show_default=True, metavar="SECONDS",
+              help="Heartbeat interval with agent hosts; a host silent for 3 intervals is dead.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+def run_command(listen, local_workers, db, grace, turn_timeout, heartbeat, quiet):
+    """Start the supervisor in the foreground; it resumes every live goal.
+
+    \b
+    One supervisor per $CREWCTL_HOME. Stop it with Ctrl-C or SIGTERM: running turns get
+    --grace seconds, then everything is stored and the next `crewctl run` picks up.
+    """
+    from ..actors.daemon import DaemonOptions, run_daemon
+
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    code = run_daemon(
+        DaemonOptions(
+            home=resolve_home(),
+            db_url=db,
+            listen=listen,
+            local_workers=local_workers,
+            grace=grace,
+            turn_timeout=turn_timeout,
+            heartbeat=heartbeat,
+        )
+    )
+    sys.exit(code)
+
+
+@click.command("status")
+@json_option
+def status_command(as_json):
+    """The running supervisor: pid, endpoints, attached agent hosts, dropped frames."""
+    status = control.call(resolve_home(), "status", {})
+    if as_json:
+        echo_json(status)
+        return
+    d = status["daemon"]
+    click.echo(f"supervisor pid {d['pid']}  home {d['home']}")
+    click.echo(f"  store:    {d['db']}")
+    click.echo(f"  control:  {d['control']}")
+    click.echo(f"  agents:   {d['listen']}")
+    click.echo(f"  goals:    {d['goals']} live")
+    hosts = status.get("hosts") or []
+    click.echo(f"  hosts:    {len(hosts)}")
+    for h in hosts:
+        lanes = ",".join(h.get("lanes") or []) or "any lane"
+        click.echo(f"    {h['name']:<20} {lanes:<20} last seen {h.get('last_seen')}  in flight {h.get('in_flight')}")
+    dropped = status.get("dropped_frames") or {}
+    click.echo("  dropped frames: " + (", ".join(f"{k} {v}" for k, v in dropped.items()) or "none"))

@@ -1,0 +1,107 @@
+"""What the phase machine asks the world to do, and what it records.
+
+`phases.step` returns a `Transition`: the new state, the timeline records to persist with it
+in one transaction, and the effects to perform only after that transaction commits. Keeping
+records apart from effects makes "persist, then act" impossible to get out of order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, NamedTuple
+
+from .model import GoalState
+
+__all__ = [
+    "CancelWork",
+    "DispatchStep",
+    "Effect",
+    "EndRound",
+    "Record",
+    "Release",
+    "RunLeadTurn",
+    "RunVerifierTurn",
+    "StartRound",
+    "Transition",
+    "WakeAt",
+]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One entry of the goal's append-only timeline (an `event` row: seq, type, at, payload)."""
+
+    type: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunLeadTurn:
+    turn: int
+    kind: str
+    prompt: str
+    new_session: bool = False
+    rerun: bool = False  # same turn number and prompt as an earlier, unrecorded run
+
+
+@dataclass(frozen=True)
+class StartRound:
+    """Snapshot the workspace, run the check commands, start a fresh verifier if needed."""
+
+    round: int
+    turn: int
+    prompt: str
+    checks: tuple[tuple[str, str], ...]  # (criterion id, command)
+    model_needed: bool
+    timeout: float
+    rerun: bool = False
+
+
+@dataclass(frozen=True)
+class RunVerifierTurn:
+    """A corrective turn in the current round's verifier session."""
+
+    round: int
+    turn: int
+    prompt: str
+
+
+@dataclass(frozen=True)
+class EndRound:
+    round: int
+    keep_snapshot: bool
+
+
+@dataclass(frozen=True)
+class DispatchStep:
+    step: str
+    task: str
+    prompt: str
+    lane: str | None
+    not_before: str | None = None  # ISO time; a retry waits out its backoff
+
+
+@dataclass(frozen=True)
+class CancelWork:
+    """Stop whatever runs for this goal: the lead's turn, the verifier, queued tasks."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class WakeAt:
+    at: str  # ISO time
+
+
+@dataclass(frozen=True)
+class Release:
+    """The goal reached a terminal status: stop its actors."""
+
+
+Effect = RunLeadTurn | StartRound | RunVerifierTurn | EndRound | DispatchStep | CancelWork | WakeAt | Release
+
+
+class Transition(NamedTuple):
+    state: GoalState
+    records: tuple[Record, ...]
+    effects: tuple[Effect, ...]

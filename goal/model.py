@@ -1,0 +1,272 @@
+"""The goal as data: immutable values the phase machine steps from one to the next.
+
+Everything the supervisor needs to decide what happens next lives in `GoalState`, so a
+restarted supervisor rebuilds its whole mind from one stored row (plus criteria and steps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Mapping
+
+__all__ = [
+    "ACTIVE",
+    "CRITERION_STATUSES",
+    "Budget",
+    "ClarifyRound",
+    "Criterion",
+    "GoalState",
+    "HOLDS",
+    "InFlight",
+    "Question",
+    "Report",
+    "STATUSES",
+    "STEP_STATUSES",
+    "Spend",
+    "Steer",
+    "Step",
+    "TERMINAL",
+    "replace",
+]
+
+STATUSES = (
+    "scoping",
+    "running",
+    "verifying",
+    "awaiting_signoff",
+    "done",
+    "awaiting_input",
+    "awaiting_approval",
+    "paused",
+    "blocked",
+    "budget_limited",
+    "cancelled",
+    "failed",
+)
+TERMINAL = frozenset({"done", "cancelled", "failed"})
+# Hold states remember where to resume (GoalState.resume_to).
+HOLDS = frozenset({"awaiting_input", "awaiting_approval", "paused", "blocked", "budget_limited"})
+# Statuses in which the crew works without waiting for the operator.
+ACTIVE = frozenset({"scoping", "running", "verifying", "awaiting_approval"})
+CRITERION_STATUSES = ("pending", "pass", "fail")
+STEP_STATUSES = ("pending", "in_progress", "completed", "failed", "skipped")
+
+
+@dataclass(frozen=True)
+class Criterion:
+    id: str
+    text: str
+    verify: str | Mapping[str, str]  # instructions for the verifier, or {"run": command}
+    status: str = "pending"
+    evidence: str | None = None
+
+    @property
+    def check(self) -> str | None:
+        """The check command crewctl runs itself, if this criterion has one."""
+        return self.verify.get("run") if isinstance(self.verify, Mapping) else None
+
+    def same_definition(self, other: "Criterion") -> bool:
+        return self.id == other.id and self.text == other.text and _verify_key(self.verify) == _verify_key(other.verify)
+
+
+def _verify_key(verify: str | Mapping[str, str]) -> tuple:
+    return ("run", verify.get("run")) if isinstance(verify, Mapping) else ("text", verify)
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    text: str
+    options: tuple[str, ...] = ()
+    multi: bool = False
+
+
+@dataclass(frozen=True)
+class ClarifyRound:
+    seq: int
+    questions: tuple[Question, ...]
+    intro: str | None = None
+    answers: Mapping[str, str] | None = None  # None while the round is open
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    title: str
+    plan: int
+    detail: str | None = None
+    lane: str | None = None
+    needs_approval: bool = False
+    approved: bool = False
+    status: str = "pending"
+    attempts: int = 0  # dispatches that ended in failure or a lost host
+    task: str | None = None  # id of the task currently carrying this step; results must match it
+    dispatches: int = 0
+    holder: str | None = None  # the agent host running it
+    result: str | None = None  # capped summary of the worker's reply or the failure
+
+
+@dataclass(frozen=True)
+class Steer:
+    id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """Something that happened while the lead was not looking, for its next turn."""
+
+    kind: str  # "step_completed", "step_failed", "step_rejected", "criteria_updated", "stale_round"
+    text: str
+    step: str | None = None
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """The one turn the goal waits on (a lead turn, or the verifier of the current round)."""
+
+    turn: int
+    role: str
+    kind: str
+    round: int | None = None
+    prompt: str = ""  # a lead turn's prompt, kept so a rerun asks exactly the same thing
+    interrupted: bool = False  # paused, cancelled or crashed: rerun it on resume/recovery
+
+
+@dataclass(frozen=True)
+class Budget:
+    tokens: int | None = None
+    seconds: float | None = None
+    cost_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class Spend:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True)
+class GoalState:
+    id: str
+    objective: str
+    workspace: str
+    created_at: str
+    status: str = "scoping"
+    resume_to: str | None = None
+    reason: str | None = None
+    roster: Mapping[str, str] = field(default_factory=dict)  # role -> brain spec
+
+    criteria: tuple[Criterion, ...] = ()
+    statement: str | None = None
+    revision: int = 0  # bumps whenever what "done" means changes (lock, edits, send-back)
+    clarify: tuple[ClarifyRound, ...] = ()
+
+    plan: int = 0
+    steps: tuple[Step, ...] = ()
+    reports: tuple[Report, ...] = ()
+    replans: int = 0
+    replan_budget: int = 2
+    step_attempts: int = 3
+
+    steers: tuple[Steer, ...] = ()  # queued, not yet delivered
+    steers_sent: int = 0  # steer ids are 1, 2, 3... per goal
+    notes: str | None = None  # send-back notes for the rework turn
+
+    turn: int = 0  # the last turn number handed out
+    in_flight: InFlight | None = None
+    retry_at: str | None = None
+    errors_in_row: int = 0
+    last_error: str | None = None
+
+    round: int = 0
+    round_revision: int | None = None
+    ready_summary: str | None = None
+    ready_evidence: tuple[str, ...] = ()
+    round_checks: Mapping[str, Mapping[str, Any]] | None = None
+    last_failures: tuple[tuple[str, str], ...] = ()  # (criterion id, evidence) of the last held round
+    fingerprints: tuple[str, ...] = ()  # of the last held rounds, newest last
+
+    attempt: int = 0
+    attempt_cap: int = 5
+    auto_turns: int = 0  # continuation turns in a row with no marker
+    max_auto_turns: int = 20
+    run_turns: int = 0  # automatic turns this run
+    max_turns: int = 200
+    lead_corrections: int = 0
+    verifier_corrections: int = 0
+    restarts: tuple[float, ...] = ()  # epoch seconds of recent actor restarts
+
+    budget: Budget = Budget()
+    spend: Spend = Spend()
+    wind_down: bool = False  # the one wind-down turn for the current limit has been started
+
+    check_timeout: float = 600.0
+
+    @property
+    def open_clarify(self) -> ClarifyRound | None:
+        if self.clarify and self.clarify[-1].answers is None:
+            return self.clarify[-1]
+        return None
+
+    def step_by_id(self, step_id: str) -> Step | None:
+        return next((s for s in self.steps if s.id == step_id), None)
+
+    def criterion(self, cid: str) -> Criterion | None:
+        return next((c for c in self.criteria if c.id == cid), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "GoalState":
+        return _build(cls, data)
+
+
+# Rebuilding nested frozen dataclasses from JSON: tuples of dataclasses and optional ones.
+_NESTED: dict[tuple[type, str], type] = {}
+
+
+def _build(cls: type, data: Mapping[str, Any]):
+    kwargs = {}
+    names = {f.name for f in fields(cls)}
+    for name, value in data.items():
+        if name not in names:
+            continue  # written by a newer minor version; schema versions guard real changes
+        kwargs[name] = _value(cls, name, value)
+    return cls(**kwargs)
+
+
+def _value(cls: type, name: str, value: Any) -> Any:
+    inner = _NESTED.get((cls, name))
+    if value is None:
+        return None
+    if inner is not None:
+        if isinstance(value, list):
+            return tuple(_build(inner, v) for v in value)
+        return _build(inner, value)
+    if isinstance(value, list):
+        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    return value
+
+
+_NESTED.update(
+    {
+        (GoalState, "criteria"): Criterion,
+        (GoalState, "clarify"): ClarifyRound,
+        (GoalState, "steps"): Step,
+        (GoalState, "reports"): Report,
+        (GoalState, "steers"): Steer,
+        (GoalState, "in_flight"): InFlight,
+        (GoalState, "budget"): Budget,
+        (GoalState, "spend"): Spend,
+        (ClarifyRound, "questions"): Question,
+    }
+)

@@ -1,0 +1,1215 @@
+"""The phase machine: `step(state, event, now) -> Transition`. Every rule of the gate lives here.
+
+Pure: no I/O, no threads, no clock reads (`now` is passed in). The goal supervisor actor
+persists `Transition.state` and `Transition.records` in one transaction, then performs
+`Transition.effects`. A command the goal's rules refuse raises `Refused` and changes nothing.
+
+Who may move what (DESIGN.md):
+- only the verifier's VERIFY for the current round and revision moves `verifying`;
+- the lead may CLARIFY, LOCK (scoping), PLAN, READY (running, awaiting_signoff), BLOCKED;
+- workers move nothing; the operator answers, edits, steers, pauses, resumes, cancels,
+  raises budgets, approves, signs off and sends back; the system limits and blocks.
+Ownership is checked before validity: a marker from the wrong role or in the wrong status is
+ignored and recorded and costs no correction budget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from ..exceptions import Refused
+from . import events as ev
+from . import markers, prompts
+from .effects import (
+    CancelWork,
+    DispatchStep,
+    EndRound,
+    Record,
+    Release,
+    RunLeadTurn,
+    RunVerifierTurn,
+    StartRound,
+    Transition,
+    WakeAt,
+)
+from .model import (
+    TERMINAL,
+    Budget,
+    ClarifyRound,
+    Criterion,
+    GoalState,
+    InFlight,
+    Question,
+    Report,
+    Spend,
+    Steer,
+    Step,
+)
+
+__all__ = ["GoalSettings", "new_goal", "step", "spent", "LEAD_KINDS"]
+
+LEAD_KINDS = frozenset({"clarify", "lock", "plan", "ready", "blocked"})
+# Where each lead marker may act. PLAN is also allowed in scoping next to a LOCK.
+_LEAD_STATUSES = {
+    "clarify": frozenset({"scoping", "running"}),
+    "lock": frozenset({"scoping"}),
+    "plan": frozenset({"running"}),
+    "ready": frozenset({"running", "awaiting_signoff"}),
+    "blocked": frozenset({"scoping", "running", "awaiting_signoff"}),
+}
+MAX_TURN_RETRIES = 3  # failed turns in a row before the goal blocks with the error
+MAX_USAGE_LIMITED = 5  # provider usage-limit errors in a row before `usage_limited`
+RESTART_INTENSITY = 3  # actor restarts ...
+RESTART_WINDOW = 60.0  # ... within this many seconds, then `crash_loop`
+NO_PROGRESS_ROUNDS = 3
+_REASON_CAP = 1000
+
+
+class GoalSettings:
+    """Creation-time settings of a goal (what `crewctl goal new` passes)."""
+
+    def __init__(
+        self,
+        *,
+        roster: dict[str, str],
+        budget: Budget = Budget(),
+        attempt_cap: int = 5,
+        max_auto_turns: int = 20,
+        max_turns: int = 200,
+        check_timeout: float = 600.0,
+        replan_budget: int = 2,
+        step_attempts: int = 3,
+    ) -> None:
+        self.roster = roster
+        self.budget = budget
+        self.attempt_cap = attempt_cap
+        self.max_auto_turns = max_auto_turns
+        self.max_turns = max_turns
+        self.check_timeout = check_timeout
+        self.replan_budget = replan_budget
+        self.step_attempts = step_attempts
+
+
+# -- the builder every handler uses --------------------------------------------------------
+
+
+class _T:
+    """Accumulates one transition: state changes, timeline records, effects."""
+
+    def __init__(self, state: GoalState, now: datetime) -> None:
+        self.state = state
+        self.now = now
+        self.records: list[Record] = []
+        self.effects: list[Any] = []
+
+    def set(self, **changes: Any) -> None:
+        self.state = replace(self.state, **changes)
+
+    def emit(self, type_: str, **payload: Any) -> None:
+        self.records.append(Record(type_, payload))
+
+    def do(self, effect: Any) -> None:
+        self.effects.append(effect)
+
+    def done(self) -> Transition:
+        return Transition(self.state, tuple(self.records), tuple(self.effects))
+
+
+def _iso(now: datetime) -> str:
+    return now.isoformat()
+
+
+def _epoch(now: datetime) -> float:
+    return now.timestamp()
+
+
+# -- creation -------------------------------------------------------------------------------
+
+
+def new_goal(
+    goal_id: str,
+    objective: str,
+    workspace: str,
+    settings: GoalSettings,
+    now: datetime,
+    criteria: tuple[Criterion, ...] = (),
+) -> Transition:
+    """A new goal: scoping (the lead's scope turn), or running at once if criteria are given."""
+    if not objective.strip():
+        raise Refused("the objective is empty")
+    state = GoalState(
+        id=goal_id,
+        objective=objective,
+        workspace=workspace,
+        created_at=_iso(now),
+        roster=dict(settings.roster),
+        budget=settings.budget,
+        attempt_cap=settings.attempt_cap,
+        max_auto_turns=settings.max_auto_turns,
+        max_turns=settings.max_turns,
+        check_timeout=settings.check_timeout,
+        replan_budget=settings.replan_budget,
+        step_attempts=settings.step_attempts,
+    )
+    t = _T(state, now)
+    t.emit(
+        "goal_created",
+        objective=objective,
+        workspace=workspace,
+        roster=dict(settings.roster),
+        budget=_budget_dict(settings.budget),
+        attempt_cap=settings.attempt_cap,
+    )
+    if criteria:
+        _lock(t, criteria, statement=None, by="operator")
+        _lead_turn(t, "work", automatic=False)
+    else:
+        _lead_turn(t, "scope", automatic=False)
+    return t.done()
+
+
+# -- the step function ----------------------------------------------------------------------
+
+
+def step(state: GoalState, event: ev.Event, now: datetime) -> Transition:
+    """Apply one event. Raises Refused (and changes nothing) when the goal's rules say no."""
+    handler = _HANDLERS.get(type(event))
+    if handler is None:
+        raise TypeError(f"not a goal event: {event!r}")
+    if state.status in TERMINAL and type(event) not in _ALWAYS:
+        if type(event) in _OPERATOR:
+            raise Refused(f"goal {state.id} is {state.status}")
+        return Transition(state, (), ())  # late results for a finished goal change nothing
+    t = _T(state, now)
+    handler(t, event)
+    return t.done()
+
+
+# -- lead turns -----------------------------------------------------------------------------
+
+
+def _lead_turn(t: _T, kind: str, *, automatic: bool) -> None:
+    """Start the lead's next turn, unless a rule says the goal must stop first.
+
+    Queued steers ride along with whatever turn starts; budgets stop every turn but the
+    wind-down, and the per-run limit stops automatic ones.
+    """
+    s = t.state
+    if which := spent(s):
+        _budget_limited(t, which)
+        return
+    if automatic and s.run_turns >= s.max_turns:
+        _block(t, "max_turns", f"{s.max_turns} automatic turns this run")
+        return
+    turn = s.turn + 1
+    delivered = s.steers[: prompts.MAX_STEERS_PER_TURN]
+    prompt = prompts.lead_prompt(s, kind)
+    t.set(
+        turn=turn,
+        in_flight=InFlight(turn=turn, role="lead", kind=kind, prompt=prompt),
+        steers=s.steers[len(delivered) :],
+        reports=(),
+        notes=None if kind == "rework" else s.notes,
+        run_turns=s.run_turns + (1 if automatic else 0),
+        retry_at=None,
+    )
+    t.emit("turn_started", turn=turn, role="lead", kind=kind, prompt_bytes=len(prompt.encode()))
+    for steer in delivered:
+        t.emit("steer_delivered", steer=steer.id, turn=turn)
+    t.do(RunLeadTurn(turn=turn, kind=kind, prompt=prompt))
+
+
+def _continue(t: _T) -> None:
+    """A lead turn ended with no marker: continue, at most max_auto_turns in a row.
+
+    A queued steer suppresses the automatic continuation: the next turn is the steer's.
+    """
+    s = t.state
+    if s.steers:
+        t.set(auto_turns=0)
+        _lead_turn(t, "steer", automatic=False)
+        return
+    if s.auto_turns >= s.max_auto_turns:
+        _block(t, "turn_cap", f"{s.max_auto_turns} turns in a row without a marker")
+        return
+    t.set(auto_turns=s.auto_turns + 1)
+    _lead_turn(t, "continue", automatic=True)
+
+
+def _on_turn_finished(t: _T, e: ev.TurnFinished) -> None:
+    s = t.state
+    f = s.in_flight
+    if f is None or f.role != "lead" or f.turn != e.turn or f.interrupted:
+        return  # a stale or cancelled turn's reply changes nothing
+    if s.status not in ("scoping", "running", "awaiting_signoff", "budget_limited"):
+        return
+    _account(t, e.usage)
+    t.emit("turn_finished", turn=e.turn, role="lead", kind=f.kind, usage=_usage_dict(e.usage), reply_bytes=len(e.text.encode()))
+    t.set(in_flight=None, errors_in_row=0, last_error=None, retry_at=None)
+    extraction = markers.extract(e.text)
+
+    if f.kind == "wind_down":
+        for m in extraction.markers:
+            t.emit("marker_ignored", kind=m.kind, line=m.line, role="lead", reason="wind-down turn")
+        t.emit("wind_down", turn=e.turn, report=markers.collapse(extraction.text, 4000))
+        return
+
+    status = t.state.status
+    has_lock = any(m.kind == "lock" for m in extraction.markers) and status == "scoping"
+
+    def allowed(kind: str) -> str | None:
+        """None if the lead may use this kind now, else why not."""
+        if kind not in LEAD_KINDS:
+            return f"the lead may not send {kind.upper()}"
+        if kind == "plan" and status == "scoping" and has_lock:
+            return None
+        if status not in _LEAD_STATUSES[kind]:
+            return f"{kind.upper()} is not accepted while the goal is {status}"
+        return None
+
+    live: list[markers.Marker] = []
+    for m in extraction.markers:
+        why = allowed(m.kind)
+        if why:
+            t.emit("marker_ignored", kind=m.kind, line=m.line, role="lead", reason=why)
+        else:
+            live.append(m)
+    bad: list[markers.MarkerError] = []
+    for err in extraction.errors:
+        why = allowed(err.kind)
+        if why:
+            t.emit("marker_ignored", kind=err.kind, line=err.line, role="lead", reason=why)
+        else:
+            bad.append(err)
+
+    if bad:
+        for err in bad:
+            t.emit("marker_invalid", kind=err.kind, line=err.line, role="lead", reason=err.reason)
+        if t.state.lead_corrections < 1:
+            t.set(lead_corrections=1)
+            _corrective_lead_turn(t, [(err.kind, err.line, err.reason) for err in bad])
+        else:
+            _block(t, "malformed_marker", f"{bad[0].kind.upper()} block invalid after a corrective turn: {bad[0].reason}")
+        return
+    t.set(lead_corrections=0)
+
+    if not live:
+        if status == "awaiting_signoff":
+            return  # a steer turn after the gate passed; the operator decides next
+        _continue(t)
+        return
+    t.set(auto_turns=0)
+
+    def first(kind: str) -> markers.Marker | None:
+        return next((m for m in live if m.kind == kind), None)
+
+    def ignore_rest(chosen: list[markers.Marker], reason: str) -> None:
+        for m in live:
+            if all(m is not c for c in chosen):
+                t.emit("marker_ignored", kind=m.kind, line=m.line, role="lead", reason=reason)
+
+    if blocked := first("blocked"):
+        ignore_rest([blocked], "superseded by BLOCKED in the same reply")
+        reason = blocked.payload["reason"]
+        if blocked.payload.get("needs"):
+            reason += f" (needs: {blocked.payload['needs']})"
+        _block(t, "lead", reason)
+        return
+    if clarify := first("clarify"):
+        ignore_rest([clarify], "superseded by CLARIFY in the same reply")
+        _open_clarify(t, clarify.payload)
+        return
+
+    lock, plan, ready = first("lock"), first("plan"), first("ready")
+    chosen = [m for m in (lock, plan, ready) if m is not None]
+    duplicates = [m for m in live if all(m is not c for c in chosen)]
+    for m in duplicates:
+        t.emit("marker_ignored", kind=m.kind, line=m.line, role="lead", reason=f"only the first {m.kind.upper()} counts")
+    if lock:
+        criteria = tuple(
+            Criterion(id=c["id"], text=c["text"], verify=c["verify"]) for c in lock.payload["criteria"]
+        )
+        _lock(t, criteria, statement=lock.payload.get("statement"), by="lead")
+    if ready and (lock or plan):
+        t.emit(
+            "marker_ignored",
+            kind="ready",
+            line=ready.line,
+            role="lead",
+            reason=f"READY in the same reply as {'LOCK' if lock else 'PLAN'}",
+        )
+        ready = None
+    if plan:
+        _plan(t, plan.payload["steps"])
+        if _dispatching(t.state):
+            return
+    if ready:
+        _ready(t, ready.payload)
+        return
+    if lock or plan:
+        _lead_turn(t, "work", automatic=True)
+
+
+def _corrective_lead_turn(t: _T, errors: list[tuple[str, int, str]]) -> None:
+    s = t.state
+    if which := spent(s):
+        _budget_limited(t, which)
+        return
+    turn = s.turn + 1
+    prompt = prompts.corrective_lead_prompt(s, errors)
+    t.set(turn=turn, in_flight=InFlight(turn=turn, role="lead", kind="corrective", prompt=prompt), run_turns=s.run_turns + 1)
+    t.emit("turn_started", turn=turn, role="lead", kind="corrective", prompt_bytes=len(prompt.encode()))
+    t.do(RunLeadTurn(turn=turn, kind="corrective", prompt=prompt))
+
+
+# -- scoping --------------------------------------------------------------------------------
+
+
+def _open_clarify(t: _T, payload: dict) -> None:
+    s = t.state
+    seq = len(s.clarify) + 1
+    questions = tuple(
+        Question(id=q["id"], text=q["text"], options=tuple(q.get("options") or ()), multi=bool(q.get("multi")))
+        for q in payload["questions"]
+    )
+    t.set(clarify=s.clarify + (ClarifyRound(seq=seq, questions=questions, intro=payload.get("intro")),))
+    t.emit(
+        "clarify",
+        seq=seq,
+        intro=payload.get("intro"),
+        questions=[{"id": q.id, "text": q.text, "options": list(q.options), "multi": q.multi} for q in questions],
+    )
+    if s.status == "running":
+        t.set(status="awaiting_input", resume_to="running")
+
+
+def _on_answer(t: _T, e: ev.Answer) -> None:
+    s = t.state
+    open_round = s.open_clarify
+    if open_round is None or s.status not in ("scoping", "awaiting_input"):
+        raise Refused(f"goal {s.id} has no open question (status {s.status})")
+    if e.seq is not None and e.seq != open_round.seq:
+        raise Refused(f"stale answer: questions round {e.seq} is closed; the open round is {open_round.seq}")
+    if not e.answers:
+        raise Refused("no answers given; use QID=ANSWER")
+    known = {q.id: q for q in open_round.questions}
+    answers: dict[str, str] = {}
+    for qid, answer in e.answers.items():
+        q = known.get(qid)
+        if q is None:
+            raise Refused(f"no question {qid!r} in round {open_round.seq} (questions: {', '.join(known)})")
+        answers[qid] = _check_option(q, answer)
+    rounds = s.clarify[:-1] + (replace(open_round, answers=answers),)
+    t.set(clarify=rounds)
+    t.emit("answer", seq=open_round.seq, answers=answers)
+    if s.status == "awaiting_input":
+        t.set(status=s.resume_to or "running", resume_to=None)
+    _lead_turn(t, "answer", automatic=False)
+
+
+def _check_option(q: Question, answer: str) -> str:
+    answer = answer.strip()
+    if not q.options:
+        if not answer:
+            raise Refused(f"the answer to {q.id} is empty")
+        return answer
+    picks = [a.strip() for a in answer.split(",")] if q.multi else [answer]
+    chosen = []
+    for pick in picks:
+        if pick.isdigit() and 1 <= int(pick) <= len(q.options):
+            chosen.append(q.options[int(pick) - 1])
+        elif pick in q.options:
+            chosen.append(pick)
+        else:
+            options = "; ".join(f"{i}={o}" for i, o in enumerate(q.options, 1))
+            raise Refused(f"{q.id} takes one of its options ({options}), not {pick!r}")
+    return ", ".join(chosen)
+
+
+def _lock(t: _T, criteria: tuple[Criterion, ...], *, statement: str | None, by: str) -> None:
+    s = t.state
+    t.set(
+        criteria=tuple(replace(c, status="pending", evidence=None) for c in criteria),
+        statement=statement,
+        revision=s.revision + 1,
+        status="running",
+        resume_to=None,
+    )
+    t.emit("lock", by=by, revision=s.revision + 1, criteria=[_criterion_dict(c) for c in t.state.criteria], statement=statement)
+
+
+# -- plans and steps -------------------------------------------------------------------------
+
+
+def _plan(t: _T, steps: list[dict]) -> None:
+    s = t.state
+    plan_no = s.plan + 1
+    kept = tuple(
+        replace(st, status="skipped") if st.status in ("pending", "in_progress") else st for st in s.steps
+    )
+    base = len(s.steps)
+    new = tuple(
+        Step(
+            id=f"s{base + i}",
+            title=raw["title"],
+            detail=raw.get("detail"),
+            lane=raw.get("lane"),
+            needs_approval=bool(raw.get("needs_approval")),
+            plan=plan_no,
+        )
+        for i, raw in enumerate(steps, 1)
+    )
+    t.set(plan=plan_no, steps=kept + new)
+    t.emit(
+        "plan",
+        plan=plan_no,
+        steps=[{"id": st.id, "title": st.title, "lane": st.lane, "needs_approval": st.needs_approval} for st in new],
+    )
+    for st in new:
+        if st.needs_approval:
+            t.emit("approval_needed", step=st.id, title=st.title)
+    _dispatch_runnable(t)
+
+
+def _dispatching(s: GoalState) -> bool:
+    """Steps of the current plan still running or waiting for approval."""
+    return any(st.plan == s.plan and st.status in ("pending", "in_progress") for st in s.steps)
+
+
+def _dispatch_runnable(t: _T) -> None:
+    """Queue every pending step of the current plan; steps needing approval wait for it."""
+    s = t.state
+    waiting = False
+    steps = list(s.steps)
+    for i, st in enumerate(steps):
+        if st.plan != s.plan or st.status != "pending":
+            continue
+        if st.needs_approval and not st.approved:
+            waiting = True
+            continue
+        steps[i] = _dispatch(t, st)
+    t.set(steps=tuple(steps))
+    if waiting and t.state.status == "running":
+        t.set(status="awaiting_approval", resume_to="running")
+
+
+def _dispatch(t: _T, st: Step, delay: float = 0.0) -> Step:
+    dispatches = st.dispatches + 1
+    task = f"{t.state.id}/{st.id}/{dispatches}"
+    not_before = _iso(t.now + timedelta(seconds=delay)) if delay else None
+    t.do(
+        DispatchStep(
+            step=st.id,
+            task=task,
+            prompt=prompts.worker_prompt(t.state, st),
+            lane=st.lane,
+            not_before=not_before,
+        )
+    )
+    t.emit("step_queued", step=st.id, task=task, lane=st.lane, not_before=not_before)
+    return replace(st, status="in_progress", task=task, dispatches=dispatches, holder=None)
+
+
+def _replace_step(t: _T, new: Step) -> None:
+    t.set(steps=tuple(new if st.id == new.id else st for st in t.state.steps))
+
+
+def _current_task(t: _T, step_id: str, task: str, host: str | None) -> Step | None:
+    st = t.state.step_by_id(step_id)
+    if st is None or st.status != "in_progress" or st.task != task:
+        t.emit("task_late", step=step_id, task=task, host=host)
+        return None
+    return st
+
+
+def _on_step_assigned(t: _T, e: ev.StepAssigned) -> None:
+    st = t.state.step_by_id(e.step)
+    if st is None or st.task != e.task or st.status != "in_progress":
+        return
+    _replace_step(t, replace(st, holder=e.host))
+    t.emit("step_started", step=e.step, task=e.task, host=e.host)
+
+
+def _on_step_finished(t: _T, e: ev.StepFinished) -> None:
+    st = _current_task(t, e.step, e.task, e.host)
+    if st is None:
+        return
+    _account(t, e.usage)
+    result = e.text[: prompts.REPORT_CAP]  # quoted whenever it reaches a prompt
+    ignored = markers.extract(e.text).markers
+    for m in ignored:
+        t.emit("marker_ignored", kind=m.kind, line=m.line, role="worker", reason="workers move nothing")
+    _replace_step(t, replace(st, status="completed", holder=e.host, result=result))
+    t.emit(
+        "step_finished",
+        step=e.step,
+        task=e.task,
+        host=e.host,
+        usage=_usage_dict(e.usage),
+        changed_files=list(e.changed_files[:100]),
+    )
+    report = result
+    if e.changed_files:
+        report += "\n\nchanged files: " + ", ".join(e.changed_files[:50])
+    t.set(reports=t.state.reports + (Report(kind="step_completed", text=report, step=e.step),))
+    _after_steps(t)
+
+
+def _on_step_failed(t: _T, e: ev.StepFailed) -> None:
+    st = _current_task(t, e.step, e.task, e.host)
+    if st is None:
+        return
+    attempts = st.attempts + 1
+    error = markers.collapse(e.error, 1000)
+    if attempts < t.state.step_attempts and t.state.status not in ("paused",):
+        t.emit("step_retry", step=e.step, task=e.task, host=e.host, attempt=attempts, error=error, lost=e.lost)
+        delay = min(2.0**attempts, 60.0)
+        _replace_step(t, _dispatch(t, replace(st, attempts=attempts), delay=delay))
+        return
+    _replace_step(t, replace(st, status="failed", attempts=attempts, holder=None, result=error))
+    t.emit("step_failed", step=e.step, task=e.task, host=e.host, attempts=attempts, error=error)
+    t.set(reports=t.state.reports + (Report(kind="step_failed", text=error, step=e.step),))
+    _after_steps(t)
+
+
+def _after_steps(t: _T) -> None:
+    """When the current plan settles, the lead gets the reports (or a replan turn)."""
+    s = t.state
+    if _dispatching(s) or s.status not in ("running", "awaiting_approval"):
+        return
+    if s.status == "awaiting_approval":
+        t.set(status=s.resume_to or "running", resume_to=None)
+    failed = any(st.plan == s.plan and st.status == "failed" for st in s.steps)
+    if failed:
+        replans = s.replans + 1
+        t.set(replans=replans)
+        if replans > s.replan_budget:
+            _block(t, "replan_budget", f"steps kept failing after {s.replan_budget} replans")
+            return
+        _lead_turn(t, "replan", automatic=True)
+        return
+    _lead_turn(t, "reports", automatic=True)
+
+
+def _on_approve(t: _T, e: ev.Approve) -> None:
+    s = t.state
+    st = s.step_by_id(e.step)
+    if st is None:
+        raise Refused(f"goal {s.id} has no step {e.step!r}")
+    if not st.needs_approval or st.approved or st.status != "pending":
+        raise Refused(f"step {e.step} is not waiting for approval (it is {st.status})")
+    if s.status in ("paused", "blocked", "budget_limited"):
+        raise Refused(f"goal {s.id} is {s.status}; resume it first")
+    if e.reject:
+        _replace_step(t, replace(st, status="skipped"))
+        t.emit("rejected", step=e.step)
+        t.set(reports=t.state.reports + (Report(kind="step_rejected", text=st.title, step=e.step),))
+    else:
+        t.emit("approved", step=e.step)
+        _replace_step(t, _dispatch(t, replace(st, approved=True)))
+    still_waiting = any(
+        x.plan == t.state.plan and x.status == "pending" and x.needs_approval and not x.approved for x in t.state.steps
+    )
+    if not still_waiting and t.state.status == "awaiting_approval":
+        t.set(status=t.state.resume_to or "running", resume_to=None)
+    _after_steps(t)
+
+
+# -- the gate ---------------------------------------------------------------------------------
+
+
+def _ready(t: _T, payload: dict) -> None:
+    s = t.state
+    round_no = s.round + 1
+    turn = s.turn + 1
+    t.set(
+        status="verifying",
+        round=round_no,
+        round_revision=s.revision,
+        ready_summary=payload["summary"],
+        ready_evidence=tuple(payload.get("evidence") or ()),
+        round_checks=None,
+        verifier_corrections=0,
+    )
+    t.emit("ready", round=round_no, summary=payload["summary"], evidence=list(payload.get("evidence") or ()))
+    t.emit("round_started", round=round_no, revision=s.revision)
+    _start_round(t, turn, rerun=False)
+
+
+def _start_round(t: _T, turn: int, *, rerun: bool) -> None:
+    s = t.state
+    checks = tuple((c.id, c.check) for c in s.criteria if c.check is not None)
+    model_needed = any(c.check is None for c in s.criteria)
+    t.set(turn=max(s.turn, turn), in_flight=InFlight(turn=turn, role="verifier", kind="verify", round=s.round))
+    t.emit("turn_started", turn=turn, role="verifier", kind="verify", round=s.round, **({"rerun": True} if rerun else {}))
+    t.do(
+        StartRound(
+            round=s.round,
+            turn=turn,
+            prompt=prompts.verifier_prompt(s),
+            checks=checks,
+            model_needed=model_needed,
+            timeout=s.check_timeout,
+            rerun=rerun,
+        )
+    )
+
+
+def _on_round_finished(t: _T, e: ev.RoundFinished) -> None:
+    s = t.state
+    f = s.in_flight
+    if (
+        s.status != "verifying"
+        or f is None
+        or f.role != "verifier"
+        or f.turn != e.turn
+        or e.round != s.round
+        or f.interrupted
+    ):
+        return  # a verdict for another round, or from a verifier we stopped, moves nothing
+    _account(t, e.usage)
+    t.emit("turn_finished", turn=e.turn, role="verifier", round=e.round, usage=_usage_dict(e.usage), host_pid=e.host_pid)
+    t.set(in_flight=None, errors_in_row=0, last_error=None, retry_at=None)
+    checks = e.checks if e.checks is not None else (s.round_checks or {})
+    t.set(round_checks=dict(checks))
+
+    model_verdicts: dict[str, tuple[str, str]] = {}
+    if e.text is not None:
+        extraction = markers.extract(e.text)
+        for m in extraction.markers:
+            if m.kind != "verify":
+                t.emit("marker_ignored", kind=m.kind, line=m.line, role="verifier", reason=f"the verifier may not send {m.kind.upper()}")
+        foreign_errors = [x for x in extraction.errors if x.kind != "verify"]
+        for x in foreign_errors:
+            t.emit("marker_ignored", kind=x.kind, line=x.line, role="verifier", reason=f"the verifier may not send {x.kind.upper()}")
+        verifies = [m for m in extraction.markers if m.kind == "verify"]
+        verify_errors = [x for x in extraction.errors if x.kind == "verify"]
+        blocks = len(verifies) + len(verify_errors)
+        if blocks > 1:
+            # Protocol error, never a pass: every criterion the model judges fails this round.
+            t.emit("marker_invalid", kind="verify", line=(verifies or verify_errors)[1].line, role="verifier",
+                   reason=f"{blocks} VERIFY blocks in one reply")
+            model_verdicts = {
+                c.id: ("fail", f"protocol error: the verifier sent {blocks} VERIFY blocks in one reply")
+                for c in s.criteria
+            }
+        elif blocks == 0 or verify_errors:
+            reason = verify_errors[0].reason if verify_errors else "no VERIFY block"
+            if verify_errors:
+                t.emit("marker_invalid", kind="verify", line=verify_errors[0].line, role="verifier", reason=reason)
+            if s.verifier_corrections < 1:
+                turn = s.turn + 1
+                prompt = prompts.corrective_verifier_prompt(t.state, reason)
+                t.set(
+                    verifier_corrections=1,
+                    turn=turn,
+                    in_flight=InFlight(turn=turn, role="verifier", kind="corrective", round=s.round),
+                )
+                t.emit("turn_started", turn=turn, role="verifier", kind="corrective", round=s.round)
+                t.do(RunVerifierTurn(round=s.round, turn=turn, prompt=prompt))
+                return
+            model_verdicts = {c.id: ("fail", f"the verifier gave no valid verdict ({reason})") for c in s.criteria}
+        else:
+            model_verdicts = _merge_verdicts(verifies[0].payload["results"], {c.id for c in s.criteria}, t)
+
+    _decide(t, model_verdicts, checks, e.host_pid)
+
+
+def _merge_verdicts(results: list[dict], known: set[str], t: _T) -> dict[str, tuple[str, str]]:
+    """Unknown ids dropped; duplicates merge fail-closed (any fail fails)."""
+    merged: dict[str, tuple[str, str]] = {}
+    for r in results:
+        cid = r["id"]
+        if cid not in known:
+            t.emit("verdict_dropped", id=cid, reason="no such criterion")
+            continue
+        verdict, evidence = r["verdict"], r.get("evidence", "")
+        if cid in merged:
+            old_verdict, old_evidence = merged[cid]
+            verdict = "fail" if "fail" in (old_verdict, verdict) else "pass"
+            evidence = markers.collapse(f"{old_evidence} | {evidence}", 2000)
+        merged[cid] = (verdict, evidence)
+    return merged
+
+
+def _decide(t: _T, model: dict[str, tuple[str, str]], checks: dict, host_pid: int | None) -> None:
+    s = t.state
+    results = []
+    for c in s.criteria:
+        if c.check is not None:
+            run = checks.get(c.id)
+            if run is None:
+                verdict, evidence = "fail", "the check command did not run"
+            else:
+                verdict = "pass" if run.get("exit") == 0 and not run.get("timed_out") else "fail"
+                evidence = _check_evidence(c.check, run)
+            source = "check"
+        elif c.id in model:
+            verdict, evidence = model[c.id]
+            source = "verifier"
+        else:
+            verdict, evidence, source = "fail", "no verdict from the verifier", "verifier"
+        results.append({"id": c.id, "verdict": verdict, "evidence": evidence, "source": source})
+
+    stale = s.revision != s.round_revision
+    t.emit("verify", round=s.round, revision=s.round_revision, results=results, stale=stale, host_pid=host_pid)
+    if stale:
+        # What "done" means changed while the verifier worked: the verdict binds to the old
+        # criteria, so it cannot open the gate. The lead sees why; no attempt is charged.
+        t.emit("gate_held", round=s.round, failed=[], reason="criteria changed during verification")
+        t.do(EndRound(round=s.round, keep_snapshot=False))
+        t.set(status="running", reports=s.reports + (Report(kind="stale_round", text="verdict discarded"),))
+        _lead_turn(t, "held", automatic=True)
+        return
+
+    by_id = {r["id"]: r for r in results}
+    criteria = tuple(replace(c, status=by_id[c.id]["verdict"], evidence=by_id[c.id]["evidence"]) for c in s.criteria)
+    failed = [(r["id"], r["evidence"]) for r in results if r["verdict"] != "pass"]
+    t.set(criteria=criteria)
+    if not failed:
+        t.emit("gate_passed", round=s.round)
+        t.do(EndRound(round=s.round, keep_snapshot=False))
+        t.set(status="awaiting_signoff", last_failures=())
+        if t.state.steers:
+            _lead_turn(t, "steer", automatic=False)
+        return
+
+    t.emit("gate_held", round=s.round, failed=[cid for cid, _ in failed])
+    t.do(EndRound(round=s.round, keep_snapshot=True))
+    fingerprint = hashlib.sha256(json.dumps(failed, sort_keys=True).encode()).hexdigest()[:16]
+    fingerprints = (s.fingerprints + (fingerprint,))[-NO_PROGRESS_ROUNDS:]
+    attempt = s.attempt + 1
+    t.set(status="running", last_failures=tuple(failed), fingerprints=fingerprints, attempt=attempt)
+    if len(fingerprints) == NO_PROGRESS_ROUNDS and len(set(fingerprints)) == 1:
+        _block(t, "no_progress", f"the same criteria failed with the same evidence {NO_PROGRESS_ROUNDS} rounds running")
+        return
+    if attempt > s.attempt_cap:
+        _block(t, "attempt_cap", f"the gate held {attempt} times (attempt cap {s.attempt_cap})")
+        return
+    _lead_turn(t, "held", automatic=True)
+
+
+def _check_evidence(command: str, run: dict) -> str:
+    output = markers.collapse(str(run.get("output", "")), 1500)
+    if run.get("timed_out"):
+        head = f"check `{markers.collapse(command, 200)}` timed out"
+    elif run.get("exit") is None:
+        head = f"check `{markers.collapse(command, 200)}` could not run"
+    else:
+        head = f"check `{markers.collapse(command, 200)}` exited {run['exit']}"
+    return f"{head}: {output}" if output else head
+
+
+# -- failures, retries, supervision ----------------------------------------------------------
+
+
+def _on_turn_failed(t: _T, e: ev.TurnFailed) -> None:
+    s = t.state
+    f = s.in_flight
+    if f is None or f.turn != e.turn or f.interrupted:
+        return
+    error = markers.collapse(e.error, _REASON_CAP)
+    errors = s.errors_in_row + 1
+    t.set(errors_in_row=errors, last_error=error)
+    if e.kind == "config":
+        t.emit("turn_failed", turn=e.turn, role=f.role, error=error, kind=e.kind)
+        _block(t, "brain_error", error)
+        return
+    if e.kind == "usage_limited":
+        if errors > MAX_USAGE_LIMITED:
+            t.emit("turn_failed", turn=e.turn, role=f.role, error=error, kind=e.kind)
+            _block(t, "usage_limited", error)
+            return
+        delay = min(60.0 * 2 ** (errors - 1), 3600.0)
+    else:
+        if errors > MAX_TURN_RETRIES:
+            t.emit("turn_failed", turn=e.turn, role=f.role, error=error, kind=e.kind)
+            _block(t, "brain_error", error)
+            return
+        delay = min(2.0 ** errors, 60.0)
+    retry_at = _iso(t.now + timedelta(seconds=delay))
+    t.set(retry_at=retry_at)
+    t.emit("turn_failed", turn=e.turn, role=f.role, error=error, kind=e.kind, retry_at=retry_at)
+    t.do(WakeAt(at=retry_at))
+
+
+def _on_wake(t: _T, e: ev.Wake) -> None:
+    s = t.state
+    if s.retry_at is None or s.status in ("paused", "blocked", "budget_limited"):
+        return
+    if datetime.fromisoformat(s.retry_at) > t.now:
+        t.do(WakeAt(at=s.retry_at))  # woke early (a restarted timer): wait on
+        return
+    t.set(retry_at=None)
+    _rerun_in_flight(t)
+
+
+def _rerun_in_flight(t: _T, *, new_session: bool = False) -> None:
+    """Run the in-flight turn again: same turn number, same prompt (at-least-once turns)."""
+    s = t.state
+    f = s.in_flight
+    if f is None:
+        return
+    t.set(in_flight=replace(f, interrupted=False))
+    if f.role == "verifier":
+        # A verifier session never survives its process: the round starts again from its
+        # snapshot, with a brand-new verifier.
+        t.set(verifier_corrections=0)
+        _start_round(t, f.turn, rerun=True)
+        return
+    t.emit("turn_started", turn=f.turn, role="lead", kind=f.kind, rerun=True, **({"new_session": True} if new_session else {}))
+    t.do(RunLeadTurn(turn=f.turn, kind=f.kind, prompt=f.prompt, new_session=new_session, rerun=True))
+
+
+def _on_actor_crashed(t: _T, e: ev.ActorCrashed) -> None:
+    """One-for-one restart with a fresh session; too many restarts in the window block the goal."""
+    s = t.state
+    now = _epoch(t.now)
+    restarts = tuple(x for x in s.restarts if now - x < RESTART_WINDOW) + (now,)
+    error = markers.collapse(e.error, _REASON_CAP)
+    t.set(restarts=restarts)
+    if len(restarts) > RESTART_INTENSITY:
+        if s.in_flight is not None:
+            t.set(in_flight=replace(s.in_flight, interrupted=True))
+        t.emit(
+            "blocked",
+            reason="crash_loop",
+            actor=e.role,
+            error=error,
+            detail=f"{len(restarts)} restarts in {RESTART_WINDOW:g}s",
+        )
+        t.set(status="blocked", resume_to=_resume_target(s), reason=f"crash_loop: the {e.role} actor keeps crashing: {error}")
+        t.do(CancelWork(reason="crash_loop"))
+        return
+    t.emit("actor_restarted", actor=e.role, error=error, restarts=len(restarts))
+    f = s.in_flight
+    if f is not None and f.role == e.role and (e.turn is None or e.turn == f.turn) and not f.interrupted:
+        _rerun_in_flight(t, new_session=True)
+
+
+def _on_recover(t: _T, e: ev.Recover) -> None:
+    """The supervisor (re)started with this goal: pick up whatever was in flight."""
+    s = t.state
+    if s.status not in ("scoping", "running", "verifying", "awaiting_signoff", "awaiting_approval"):
+        return  # waiting for the operator; nothing runs
+    if s.retry_at is not None:
+        t.do(WakeAt(at=s.retry_at))
+        return
+    # Tasks in flight died with the old supervisor: queue them again (not an attempt).
+    t.set(steps=tuple(
+        replace(st, status="pending", task=None, holder=None) if st.status == "in_progress" else st for st in s.steps
+    ))
+    _restart_work(t, automatic=True)
+
+
+def _on_fail(t: _T, e: ev.Fail) -> None:
+    reason = markers.collapse(e.reason, _REASON_CAP)
+    t.set(status="failed", reason=reason, resume_to=None)
+    t.emit("failed", reason=reason)
+    t.do(CancelWork(reason="failed"))
+    t.do(Release())
+
+
+# -- operator ---------------------------------------------------------------------------------
+
+
+def _on_edit_criteria(t: _T, e: ev.EditCriteria) -> None:
+    s = t.state
+    if not e.criteria:
+        raise Refused("a goal needs at least one criterion")
+    old = {c.id: c for c in s.criteria}
+    merged = []
+    for c in e.criteria:
+        prev = old.get(c.id)
+        if prev is not None and prev.same_definition(c):
+            merged.append(replace(c, status=prev.status, evidence=prev.evidence))
+        else:
+            merged.append(replace(c, status="pending", evidence=None))
+    merged_t = tuple(merged)
+    if s.status == "scoping":
+        _lock(t, merged_t, statement=s.statement, by="operator")
+        if s.in_flight is None and s.open_clarify is None:
+            _lead_turn(t, "work", automatic=False)
+        elif s.open_clarify is not None:
+            # The operator locked the goal instead of answering: the questions are moot.
+            rounds = s.clarify[:-1] + (replace(s.clarify[-1], answers={}),)
+            t.set(clarify=rounds)
+            _lead_turn(t, "work", automatic=False)
+        return
+    t.set(criteria=merged_t, revision=s.revision + 1)
+    t.emit("criteria_updated", revision=s.revision + 1, criteria=[_criterion_dict(c) for c in merged_t])
+    if s.status == "awaiting_signoff" and any(c.status != "pass" for c in merged_t):
+        t.set(status="running", reports=t.state.reports + (Report(kind="criteria_updated", text="see the criteria"),))
+        if s.in_flight is None:
+            _lead_turn(t, "criteria", automatic=False)
+    elif s.status in ("running",) and s.in_flight is None and not _dispatching(s) and s.retry_at is None:
+        _lead_turn(t, "criteria", automatic=False)
+    elif s.status == "running":
+        t.set(reports=t.state.reports + (Report(kind="criteria_updated", text="see the criteria"),))
+
+
+def _on_steer(t: _T, e: ev.Steer) -> None:
+    s = t.state
+    text = e.text.strip()
+    if not text:
+        raise Refused("the steer message is empty")
+    steer_id = s.steers_sent + 1
+    t.set(steers=s.steers + (Steer(id=steer_id, text=text),), steers_sent=steer_id)
+    t.emit("steer", steer=steer_id, text=markers.collapse(text, 2000))
+    if _idle(t.state) and s.status in ("running", "awaiting_signoff", "scoping"):
+        _lead_turn(t, "steer", automatic=False)
+
+
+def _idle(s: GoalState) -> bool:
+    return s.in_flight is None and s.retry_at is None and not _dispatching(s) and s.open_clarify is None
+
+
+def _on_pause(t: _T, e: ev.Pause) -> None:
+    s = t.state
+    if s.status in ("paused", "blocked", "budget_limited"):
+        raise Refused(f"goal {s.id} is {s.status}; nothing runs to pause")
+    t.set(status="paused", resume_to=s.status, reason="paused by the operator")
+    _interrupt(t)
+    t.emit("paused", resume_to=s.status)
+    t.do(CancelWork(reason="paused"))
+
+
+def _interrupt(t: _T) -> None:
+    """Whatever runs is stopped; it reruns on resume, with the same turn number and prompt."""
+    s = t.state
+    if s.in_flight is not None:
+        t.set(in_flight=replace(s.in_flight, interrupted=True))
+    steps = tuple(
+        replace(st, status="pending", task=None, holder=None) if st.status == "in_progress" else st for st in s.steps
+    )
+    t.set(steps=steps, retry_at=None)
+
+
+def _on_resume(t: _T, e: ev.Resume) -> None:
+    s = t.state
+    if s.status not in ("paused", "blocked", "budget_limited"):
+        raise Refused(f"goal {s.id} is {s.status}, not paused, blocked or budget-limited")
+    if s.status == "budget_limited" and (which := spent(s)):
+        raise Refused(f"the {which} budget is still spent; raise it with `crewctl goal budget {s.id} --{_flag(which)} N`")
+    target = s.resume_to or "running"
+    was = s.status
+    fresh_run = was in ("blocked", "budget_limited")
+    t.set(status=target, resume_to=None, reason=None)
+    if fresh_run:
+        # A new run: the operator looked at why it stopped and chose to go on.
+        t.set(attempt=0, auto_turns=0, run_turns=0, lead_corrections=0, errors_in_row=0, restarts=(), fingerprints=(), wind_down=False)
+    t.emit("resumed", status=target, was=was)
+    _restart_work(t, automatic=False)
+
+
+def _restart_work(t: _T, *, automatic: bool) -> None:
+    """Start again whatever the goal was doing when it stopped (resume, recovery)."""
+    s = t.state
+    if s.in_flight is not None:
+        _rerun_in_flight(t)
+        return
+    if s.status == "verifying":
+        _start_round(t, s.turn + 1, rerun=False)
+        return
+    if any(st.plan == s.plan and st.status == "pending" for st in s.steps):
+        _dispatch_runnable(t)
+    if _dispatching(t.state):
+        return
+    if s.status == "scoping" and s.open_clarify is not None:
+        return
+    if s.status in ("running", "scoping"):
+        _lead_turn(t, "resume", automatic=automatic)
+    elif s.status == "awaiting_signoff" and s.steers:
+        _lead_turn(t, "steer", automatic=False)
+
+
+def _on_cancel(t: _T, e: ev.Cancel) -> None:
+    s = t.state
+    t.set(status="cancelled", resume_to=None, reason="cancelled by the operator", retry_at=None)
+    if s.in_flight is not None:
+        t.set(in_flight=replace(s.in_flight, interrupted=True))
+    t.emit("cancelled", was=s.status)
+    t.do(CancelWork(reason="cancelled"))
+    t.do(Release())
+
+
+def _on_raise_budget(t: _T, e: ev.RaiseBudget) -> None:
+    s = t.state
+    if e.tokens is None and e.seconds is None and e.cost_usd is None:
+        raise Refused("give at least one of --tokens, --seconds, --cost")
+    budget = Budget(
+        tokens=e.tokens if e.tokens is not None else s.budget.tokens,
+        seconds=e.seconds if e.seconds is not None else s.budget.seconds,
+        cost_usd=e.cost_usd if e.cost_usd is not None else s.budget.cost_usd,
+    )
+    t.set(budget=budget)
+    t.emit("budget_raised", budget=_budget_dict(budget))
+    if s.status == "budget_limited" and not spent(t.state):
+        target = s.resume_to or "running"
+        t.set(status=target, resume_to=None, reason=None, wind_down=False, attempt=0, auto_turns=0, run_turns=0, errors_in_row=0)
+        t.emit("resumed", status=target, was="budget_limited")
+        _restart_work(t, automatic=False)
+
+
+def _on_signoff(t: _T, e: ev.Signoff) -> None:
+    s = t.state
+    if s.status != "awaiting_signoff":
+        raise Refused(f"goal {s.id} is {s.status}; sign-off needs awaiting_signoff (a passed gate)")
+    if s.in_flight is not None:
+        t.set(in_flight=replace(s.in_flight, interrupted=True))
+        t.do(CancelWork(reason="signed off"))
+    t.set(status="done", reason=None)
+    t.emit("signoff", round=s.round)
+    t.emit("done", round=s.round, usage=_spend_dict(s.spend))
+    t.do(Release())
+
+
+def _on_send_back(t: _T, e: ev.SendBack) -> None:
+    s = t.state
+    notes = e.notes.strip()
+    if s.status != "awaiting_signoff":
+        raise Refused(f"goal {s.id} is {s.status}; send-back needs awaiting_signoff")
+    if not notes:
+        raise Refused("send-back needs notes saying what to rework")
+    if s.in_flight is not None:
+        t.set(in_flight=replace(s.in_flight, interrupted=True))
+        t.do(CancelWork(reason="sent back"))
+        t.set(in_flight=None)
+    t.set(
+        criteria=tuple(replace(c, status="pending", evidence=None) for c in s.criteria),
+        revision=s.revision + 1,
+        status="running",
+        notes=notes,
+        attempt=0,
+        auto_turns=0,
+        run_turns=0,
+        fingerprints=(),
+    )
+    t.emit("send_back", notes=notes, revision=s.revision + 1)
+    _lead_turn(t, "rework", automatic=False)
+
+
+# -- limits -----------------------------------------------------------------------------------
+
+
+def spent(s: GoalState) -> str | None:
+    """Which budget is used up ("tokens", "time", "cost"), or None."""
+    if s.budget.tokens is not None and s.spend.tokens >= s.budget.tokens:
+        return "tokens"
+    if s.budget.seconds is not None and s.spend.seconds >= s.budget.seconds:
+        return "time"
+    if s.budget.cost_usd is not None and s.spend.cost_usd >= s.budget.cost_usd:
+        return "cost"
+    return None
+
+
+def _flag(which: str) -> str:
+    return {"tokens": "tokens", "time": "seconds", "cost": "cost"}[which]
+
+
+def _budget_limited(t: _T, which: str) -> None:
+    s = t.state
+    resume_to = s.status if s.status not in ("budget_limited",) else s.resume_to
+    t.set(status="budget_limited", resume_to=resume_to, reason=f"{which} budget spent")
+    t.emit("budget_limited", budget=which, spend=_spend_dict(s.spend), limit=_budget_dict(s.budget))
+    if not s.wind_down:
+        # Exactly one wind-down turn: the lead reports progress, then nothing starts.
+        t.set(wind_down=True)
+        turn = s.turn + 1
+        prompt = prompts.lead_prompt(t.state, "wind_down")
+        t.set(turn=turn, in_flight=InFlight(turn=turn, role="lead", kind="wind_down"))
+        t.emit("turn_started", turn=turn, role="lead", kind="wind_down", prompt_bytes=len(prompt.encode()))
+        t.do(RunLeadTurn(turn=turn, kind="wind_down", prompt=prompt))
+
+
+def _block(t: _T, reason: str, detail: str) -> None:
+    s = t.state
+    detail = markers.collapse(detail, _REASON_CAP)
+    t.set(status="blocked", resume_to=_resume_target(s), reason=f"{reason}: {detail}" if reason != "lead" else detail)
+    t.emit("blocked", reason=reason, detail=detail)
+
+
+def _resume_target(s: GoalState) -> str:
+    if s.status in ("scoping",):
+        return "scoping"
+    if s.status in ("awaiting_signoff",):
+        return "awaiting_signoff"
+    if s.status in ("paused", "blocked", "budget_limited") and s.resume_to:
+        return s.resume_to
+    return "running"
+
+
+def _account(t: _T, usage: ev.TurnUsage) -> None:
+    sp = t.state.spend
+    t.set(
+        spend=Spend(
+            input_tokens=sp.input_tokens + usage.input_tokens,
+            output_tokens=sp.output_tokens + usage.output_tokens,
+            cached_tokens=sp.cached_tokens + usage.cached_tokens,
+            cost_usd=sp.cost_usd + (usage.cost_usd or 0.0),
+            seconds=sp.seconds + usage.seconds,
+        )
+    )
+
+
+# -- serialisation helpers for records --------------------------------------------------------
+
+
+def _criterion_dict(c: Criterion) -> dict:
+    return {"id": c.id, "text": c.text, "verify": dict(c.verify) if not isinstance(c.verify, str) else c.verify}
+
+
+def _usage_dict(u: ev.TurnUsage) -> dict:
+    return {
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "cached_tokens": u.cached_tokens,
+        "cost_usd": u.cost_usd,
+        "seconds": round(u.seconds, 3),
+    }
+
+
+def _spend_dict(s: Spend) -> dict:
+    return {
+        "input_tokens": s.input_tokens,
+        "output_tokens": s.output_tokens,
+        "cached_tokens": s.cached_tokens,
+        "cost_usd": round(s.cost_usd, 6),
+        "seconds": round(s.seconds, 3),
+    }
+
+
+def _budget_dict(b: Budget) -> dict:
+    return {"tokens": b.tokens, "seconds": b.seconds, "cost_usd": b.cost_usd}
+
+
+_HANDLERS: dict[type, Callable[[_T, Any], None]] = {
+    ev.TurnFinished: _on_turn_finished,
+    ev.RoundFinished: _on_round_finished,
+    ev.TurnFailed: _on_turn_failed,
+    ev.ActorCrashed: _on_actor_crashed,
+    ev.StepAssigned: _on_step_assigned,
+    ev.StepFinished: _on_step_finished,
+    ev.StepFailed: _on_step_failed,
+    ev.Wake: _on_wake,
+    ev.Recover: _on_recover,
+    ev.Fail: _on_fail,
+    ev.Answer: _on_answer,
+    ev.EditCriteria: _on_edit_criteria,
+    ev.Steer: _on_steer,
+    ev.Pause: _on_pause,
+    ev.Resume: _on_resume,
+    ev.Cancel: _on_cancel,
+    ev.RaiseBudget: _on_raise_budget,
+    ev.Approve: _on_approve,
+    ev.Signoff: _on_signoff,
+    ev.SendBack: _on_send_back,
+}
+_OPERATOR = frozenset(
+    {ev.Answer, ev.EditCriteria, ev.Steer, ev.Pause, ev.Resume, ev.Cancel, ev.RaiseBudget, ev.Approve, ev.Signoff, ev.SendBack}
+)
+_ALWAYS: frozenset[type] = frozenset()

@@ -1,0 +1,83 @@
+"""What a goal looks like to people and scripts: the `goal show --json` shape (contract).
+
+At least: id, objective, status, criteria (id, text, verify, status, evidence), attempt,
+attempt_cap, round, usage (input_tokens, output_tokens, seconds), budget, reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .model import GoalState
+
+__all__ = ["goal_view", "summary_view"]
+
+
+def goal_view(s: GoalState) -> dict[str, Any]:
+    open_round = s.open_clarify
+    return {
+        "id": s.id,
+        "objective": s.objective,
+        "status": s.status,
+        "reason": s.reason if s.status in ("blocked", "failed", "paused", "budget_limited", "cancelled") else None,
+        "resume_to": s.resume_to,
+        "workspace": s.workspace,
+        "created_at": s.created_at,
+        "roster": dict(s.roster),
+        "statement": s.statement,
+        "criteria": [
+            {
+                "id": c.id,
+                "text": c.text,
+                "verify": c.verify if isinstance(c.verify, str) else dict(c.verify),
+                "status": c.status,
+                "evidence": c.evidence,
+            }
+            for c in s.criteria
+        ],
+        "revision": s.revision,
+        "round": s.round,
+        "attempt": s.attempt,
+        "attempt_cap": s.attempt_cap,
+        "turn": s.turn,
+        "in_flight": None
+        if s.in_flight is None
+        else {"turn": s.in_flight.turn, "role": s.in_flight.role, "kind": s.in_flight.kind, "round": s.in_flight.round, "interrupted": s.in_flight.interrupted},
+        "questions": None
+        if open_round is None
+        else {
+            "seq": open_round.seq,
+            "intro": open_round.intro,
+            "questions": [{"id": q.id, "text": q.text, "options": list(q.options), "multi": q.multi} for q in open_round.questions],
+        },
+        "plan": s.plan,
+        "steps": [
+            {
+                "id": st.id,
+                "plan": st.plan,
+                "title": st.title,
+                "lane": st.lane,
+                "status": st.status,
+                "needs_approval": st.needs_approval,
+                "approved": st.approved,
+                "attempts": st.attempts,
+                "holder": st.holder,
+            }
+            for st in s.steps
+        ],
+        "pending_steers": len(s.steers),
+        "usage": {
+            "input_tokens": s.spend.input_tokens,
+            "output_tokens": s.spend.output_tokens,
+            "cached_tokens": s.spend.cached_tokens,
+            "cost_usd": round(s.spend.cost_usd, 6),
+            "seconds": round(s.spend.seconds, 3),
+        },
+        "budget": {"tokens": s.budget.tokens, "seconds": s.budget.seconds, "cost_usd": s.budget.cost_usd},
+        "retry_at": s.retry_at,
+        "last_error": s.last_error,
+    }
+
+
+def summary_view(s: GoalState) -> dict[str, Any]:
+    return {"id": s.id, "objective": s.objective, "status": s.status, "reason": s.reason, "round": s.round, "attempt": s.attempt}
