@@ -41,10 +41,11 @@ def cli(ctx: click.Context, home: str | None) -> None:
 
 def _register() -> None:
     from .brains import brains_group
+    from .demo import demo_command
     from .goal import goal_group
     from .run import run_command, status_command
 
-    for command in (brains_group, goal_group, run_command, status_command):
+    for command in (brains_group, demo_command, goal_group, run_command, status_command):
         cli.add_command(command)
 
 

@@ -265,8 +265,8 @@ def _on_turn_finished(t: _T, e: ev.TurnFinished) -> None:
         """None if the lead may use this kind now, else why not."""
         if kind not in LEAD_KINDS:
             return f"the lead may not send {kind.upper()}"
-        if kind == "plan" and status == "scoping" and has_lock:
-            return None
+        if kind in ("plan", "ready") and status == "scoping" and has_lock:
+            return None  # judged together with the LOCK below
         if status not in _LEAD_STATUSES[kind]:
             return f"{kind.upper()} is not accepted while the goal is {status}"
         return None

@@ -1,0 +1,5 @@
+"""`python -m crewctl` is `crewctl`."""
+
+from .cli import main
+
+main()
