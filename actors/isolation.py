@@ -5,13 +5,21 @@ whatever the daemon or the lead had in its environment (tokens, session ids, sec
 there. HOME is the round's own empty directory unless the operator opts out (some agent
 CLIs keep their login in HOME; `[verifier] home = "inherit"` in the config), TMPDIR is the
 round's own, and a brain kind gets only the keys it needs to reach its model.
+
+Agent CLIs that log in through a file in HOME get a copy of exactly that credentials file
+in the round's HOME (`seed_home`), never the rest of the real HOME: Claude Code, for one,
+keeps every session's transcript under ~/.claude/projects, and a verifier that could read
+the lead's transcript would not be anonymous.
 """
 
 from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-__all__ = ["BASE_ALLOW", "BRAIN_KEYS", "scrubbed_env"]
+import os
+import shutil
+
+__all__ = ["AUTH_FILES", "BASE_ALLOW", "BRAIN_KEYS", "scrubbed_env", "seed_home"]
 
 BASE_ALLOW = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "TERM", "USER", "LOGNAME", "SHELL")
 
@@ -26,6 +34,33 @@ BRAIN_KEYS: dict[str, tuple[str, ...]] = {
     "aider": ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY"),
     "llm": ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "LLM_USER_PATH"),
 }
+
+
+# Credentials files (relative to HOME) an agent CLI needs to reach its model when it is
+# logged in rather than given an API key. Only these are copied into the verifier's HOME.
+AUTH_FILES: dict[str, tuple[str, ...]] = {
+    "claude": (".claude/.credentials.json",),
+    "codex": (".codex/auth.json",),
+    "gemini": (".gemini/oauth_creds.json", ".gemini/google_accounts.json"),
+    "opencode": (".local/share/opencode/auth.json",),
+    "llm": (".config/io.datasette.llm/keys.json",),
+}
+
+
+def seed_home(brain_spec: str | None, source_home: str | None, round_home: str) -> list[str]:
+    """Copy the brain's credentials files (only those) into the round's own HOME."""
+    if not brain_spec or not source_home:
+        return []
+    copied = []
+    for rel in AUTH_FILES.get(brain_spec.split(":", 1)[0], ()):
+        src = os.path.join(source_home, rel)
+        if os.path.isfile(src):
+            dst = os.path.join(round_home, rel)
+            os.makedirs(os.path.dirname(dst), mode=0o700, exist_ok=True)
+            shutil.copyfile(src, dst)
+            os.chmod(dst, 0o600)
+            copied.append(rel)
+    return copied
 
 
 def scrubbed_env(

@@ -28,7 +28,7 @@ from ..exceptions import BrainConfigError, BrainCrashed, BrainError, ConfigError
 from ..goal import events as ev
 from ..goal.effects import EndRound, RunVerifierTurn, StartRound
 from ..store import SessionWrite, TurnWrite
-from .isolation import scrubbed_env
+from .isolation import scrubbed_env, seed_home
 from .messages import Deliver, RoleCrashed, RunTurn
 from .runtime import crash_point, round_dir
 from .snapshot import SnapshotError, snapshot_workspace
@@ -220,8 +220,10 @@ class RoundActor(pykka.ThreadingActor):
             if os.path.exists(self.dir):
                 shutil.rmtree(self.dir)  # a rerun of this round starts from a fresh snapshot
             snapshot_workspace(self.workspace, work, exclude=(self.home,))
-            os.makedirs(home)
+            os.makedirs(home, mode=0o700)
             os.makedirs(tmp)
+            if not self.settings.inherit_home:
+                seed_home(self.spec, os.environ.get("HOME"), home)
         except (SnapshotError, OSError) as exc:
             self.supervisor.tell(Deliver(ev.TurnFailed(turn=e.turn, error=f"snapshot failed: {exc}")))
             return

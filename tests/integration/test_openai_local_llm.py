@@ -75,9 +75,8 @@ def _sse_data(body: bytes):
 
 
 @pytest.fixture(scope="module")
-def model() -> str:
-    models = httpx.get(f"{URL}/models", timeout=30).raise_for_status().json()
-    return models["data"][0]["id"]
+def model(llm_model) -> str:
+    return llm_model[1]
 
 
 @pytest.fixture
