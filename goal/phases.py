@@ -784,11 +784,12 @@ def _decide(t: _T, model: dict[str, tuple[str, str]], checks: dict, host_pid: in
     fingerprints = (s.fingerprints + (fingerprint,))[-NO_PROGRESS_ROUNDS:]
     attempt = s.attempt + 1
     t.set(status="running", last_failures=tuple(failed), fingerprints=fingerprints, attempt=attempt)
-    if len(fingerprints) == NO_PROGRESS_ROUNDS and len(set(fingerprints)) == 1:
-        _block(t, "no_progress", f"the same criteria failed with the same evidence {NO_PROGRESS_ROUNDS} rounds running")
-        return
+    # The operator's own cap first; no_progress is the heuristic that may stop earlier.
     if attempt > s.attempt_cap:
         _block(t, "attempt_cap", f"the gate held {attempt} times (attempt cap {s.attempt_cap})")
+        return
+    if len(fingerprints) == NO_PROGRESS_ROUNDS and len(set(fingerprints)) == 1:
+        _block(t, "no_progress", f"the same criteria failed with the same evidence {NO_PROGRESS_ROUNDS} rounds running")
         return
     _lead_turn(t, "held", automatic=True)
 
