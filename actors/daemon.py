@@ -58,6 +58,7 @@ class DaemonOptions:
     grace: float = 10.0
     turn_timeout: float | None = None
     heartbeat: float = 1.0
+    curve: bool = False  # require CURVE on the agents endpoint even on loopback (`crewctl run --curve`)
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -319,12 +320,13 @@ def run_daemon(opts: DaemonOptions, *, stop: threading.Event | None = None, on_r
     lock = _HomeLock(opts.home)
     try:
         arm_crash_points(os.environ.get("CREWCTL_CRASH_AT"))
-        if not is_loopback(opts.listen):
+        if opts.curve or not is_loopback(opts.listen):
             from ..transport import keys
 
             if not keys.has_server_keys(opts.home):
+                why = "--curve" if is_loopback(opts.listen) else f"listening on {opts.listen}"
                 raise UsageError(
-                    f"refusing to listen on {opts.listen} without CURVE keys: anyone who can reach it could "
+                    f"refusing to start: {why} needs CURVE keys, or anyone who can reach it could "
                     "take tasks and send results. Run `crewctl keys init`, allow each worker's key with "
                     "`crewctl keys allow FILE`, then start again"
                 )
@@ -358,7 +360,7 @@ def _serve(opts: DaemonOptions, config: Config, store: Store, stop: threading.Ev
 
     agent_endpoint = Endpoint("agents", opts.listen, on_agent)
     curve = None
-    if not is_loopback(opts.listen):
+    if opts.curve or not is_loopback(opts.listen):
         from ..transport import keys
 
         curve = keys.server_keys(opts.home)
@@ -469,3 +471,10 @@ def _drain(daemon: pykka.ActorRef, grace: float) -> None:
             except (pykka.ActorDeadError, pykka.Timeout):
                 break
             time.sleep(0.1)  # poll: a turn's result arrives as a message to the supervisor
+    # Past the grace period: stop what still runs. Its turn is in the store as started,
+    # so the next `crewctl run` runs it again.
+    for ref in supervisors:
+        try:
+            ref.ask("abort", timeout=5)
+        except (pykka.ActorDeadError, pykka.Timeout):
+            pass

@@ -63,6 +63,8 @@ def failure_kind(exc: BaseException) -> str:
 class LeadActor(pykka.ThreadingActor):
     """Runs the lead's turns in the goal's workspace, in one brain session."""
 
+    use_daemon_thread = True  # a brain stuck past cancellation must not keep the process alive
+
     def __init__(self, supervisor: pykka.ActorRef, goal_id: str, workspace: str, spec: str, config: Config, timeout: float | None) -> None:
         super().__init__()
         self.supervisor = supervisor
@@ -172,6 +174,8 @@ class RoundActor(pykka.ThreadingActor):
     in the goal's environment directory, the checks and the verifier run there with a
     scrubbed environment, and the verifier process is new for this round.
     """
+
+    use_daemon_thread = True
 
     def __init__(
         self,

@@ -106,6 +106,9 @@ class GoalSupervisor(pykka.ThreadingActor):
             return self.state
         elif message == "busy":
             return self.running is not None
+        elif message == "abort":
+            self.running = None
+            self._stop_children(cancel=True)
         return None
 
     def _apply(self, msg: Deliver) -> None:

@@ -175,8 +175,11 @@ def check_exit(result: ProcessResult, command: str | Sequence[str]) -> None:
     if result.returncode == 0:
         return
     tail = " ".join(result.stderr_tail.split())[-500:]
-    if result.returncode < 0:
-        sig = signal.Signals(-result.returncode).name if -result.returncode in _SIGNALS else result.returncode
+    signum = -result.returncode if result.returncode < 0 else None
+    if signum is None and isinstance(command, str) and 128 < result.returncode < 128 + 32:
+        signum = result.returncode - 128  # the shell's way of saying its child died of a signal
+    if signum is not None:
+        sig = signal.Signals(signum).name if signum in _SIGNALS else f"signal {signum}"
         raise BrainCrashed(f"{_name(command)} was killed by {sig}" + (f": {tail}" if tail else ""))
     raise BrainError(f"{_name(command)} exited {result.returncode}" + (f": {tail}" if tail else ""))
 

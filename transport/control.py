@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import time
 from typing import Any
 
 import zmq
@@ -73,7 +74,11 @@ def pid_alive(pid: Any) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # an exited process its parent has not reaped yet is still "there" to kill(0)
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _no_supervisor(home: str) -> NoSupervisor:
@@ -93,12 +98,20 @@ def call(home: str, op: str, args: dict[str, Any] | None = None, *, timeout: flo
         sock.connect(info["control"])
         request_id = secrets.randbits(31)
         sock.send(pack(message("request", id=request_id, op=op, args=args or {}, token=info.get("token", ""))))
-        deadline_ms = int(timeout * 1000)
+        deadline = time.monotonic() + timeout
         while True:
-            if not sock.poll(deadline_ms, zmq.POLLIN):
-                raise NoSupervisor(
-                    f"the supervisor for {home} (pid {info.get('pid')}) did not answer within {timeout:g}s"
-                )
+            # Poll in slices: a supervisor that dies mid-request is noticed at once.
+            if not sock.poll(250, zmq.POLLIN):
+                if not pid_alive(info.get("pid")):
+                    raise NoSupervisor(
+                        f"the supervisor for {home} (pid {info.get('pid')}) exited before answering; "
+                        f"check `crewctl goal show` to see whether the {op} took effect"
+                    )
+                if time.monotonic() >= deadline:
+                    raise NoSupervisor(
+                        f"the supervisor for {home} (pid {info.get('pid')}) did not answer within {timeout:g}s"
+                    )
+                continue
             try:
                 reply = unpack(sock.recv())
             except ProtocolError:
