@@ -1010,6 +1010,12 @@ def _on_resume(t: _T, e: ev.Resume) -> None:
 def _restart_work(t: _T, *, automatic: bool) -> None:
     """Start again whatever the goal was doing when it stopped (resume, recovery)."""
     s = t.state
+    if s.in_flight is not None and s.in_flight.kind == "wind_down":
+        # The goal runs again (budget raised): a progress report for the operator is moot,
+        # and its reply would end with no turn in flight. Drop it; a fresh turn continues.
+        t.set(in_flight=None, retry_at=None)
+        t.do(CancelWork(reason="wind-down superseded"))
+        s = t.state
     if s.in_flight is not None:
         _rerun_in_flight(t)
         return
@@ -1049,7 +1055,9 @@ def _on_raise_budget(t: _T, e: ev.RaiseBudget) -> None:
     )
     t.set(budget=budget)
     t.emit("budget_raised", budget=_budget_dict(budget))
-    if s.status == "budget_limited" and not spent(t.state):
+    if s.status == "budget_limited" and (which := spent(t.state)):
+        t.set(reason=f"{which} budget spent")  # raising one budget may leave another spent
+    elif s.status == "budget_limited":
         target = s.resume_to or "running"
         t.set(status=target, resume_to=None, reason=None, wind_down=False, attempt=0, auto_turns=0, run_turns=0, errors_in_row=0)
         t.emit("resumed", status=target, was="budget_limited")
@@ -1122,7 +1130,7 @@ def _budget_limited(t: _T, which: str) -> None:
         t.set(wind_down=True)
         turn = s.turn + 1
         prompt = prompts.lead_prompt(t.state, "wind_down")
-        t.set(turn=turn, in_flight=InFlight(turn=turn, role="lead", kind="wind_down"))
+        t.set(turn=turn, in_flight=InFlight(turn=turn, role="lead", kind="wind_down", prompt=prompt))
         t.emit("turn_started", turn=turn, role="lead", kind="wind_down", prompt_bytes=len(prompt.encode()))
         t.do(RunLeadTurn(turn=turn, kind="wind_down", prompt=prompt))
 
