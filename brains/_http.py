@@ -160,12 +160,29 @@ def _number(value: Any, kind: type, where: str, provider: str) -> Any:
     return kind(value)
 
 
+# The conversation sent with each turn is a bounded window, so a request does not grow with
+# the number of turns: every crewctl prompt restates the durable goal (criteria, evidence,
+# steers, budget), which makes older prompts redundant. The last exchange is kept whole;
+# older prompts become a one-line stub; only the last few replies are kept, each capped.
+HISTORY_EXCHANGES = 3
+HISTORY_REPLY_CAP = 4000
+EARLIER_PROMPT = "(an earlier prompt from crewctl, omitted: the latest prompt restates everything that still holds)"
+
+
 def messages_of(request: TurnRequest) -> list[dict[str, str]]:
-    """The conversation as both APIs take it: the stored history, then the new prompt."""
-    history: tuple[Message, ...] = request.history
-    return [{"role": m.role, "content": m.content} for m in history] + [
-        {"role": "user", "content": request.prompt}
-    ]
+    """The conversation as both APIs take it: a bounded window of the session, then the prompt."""
+    history: list[Message] = list(request.history)[-2 * HISTORY_EXCHANGES :]
+    while history and history[0].role != "user":
+        history.pop(0)  # a window starts with a prompt, as the APIs expect
+    last_prompt = max((i for i, m in enumerate(history) if m.role == "user"), default=-1)
+    messages = []
+    for i, m in enumerate(history):
+        if m.role == "user":
+            content = m.content if i == last_prompt else EARLIER_PROMPT
+        else:
+            content = m.content if len(m.content) <= HISTORY_REPLY_CAP else m.content[:HISTORY_REPLY_CAP] + "\n[... cut]"
+        messages.append({"role": m.role, "content": content})
+    return messages + [{"role": "user", "content": request.prompt}]
 
 
 # ---------------------------------------------------------------------------------------

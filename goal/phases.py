@@ -840,7 +840,7 @@ def _on_turn_failed(t: _T, e: ev.TurnFailed) -> None:
 
 def _on_wake(t: _T, e: ev.Wake) -> None:
     s = t.state
-    if s.retry_at is None or s.status in ("paused", "blocked", "budget_limited"):
+    if s.retry_at is None or s.status in ("paused", "blocked") or (s.status == "budget_limited" and not _winding_down(s)):
         return
     if datetime.fromisoformat(s.retry_at) > t.now:
         t.do(WakeAt(at=s.retry_at))  # woke early (a restarted timer): wait on
@@ -895,8 +895,13 @@ def _on_actor_crashed(t: _T, e: ev.ActorCrashed) -> None:
 def _on_recover(t: _T, e: ev.Recover) -> None:
     """The supervisor (re)started with this goal: pick up whatever was in flight."""
     s = t.state
-    if s.status not in ("scoping", "running", "verifying", "awaiting_signoff", "awaiting_approval"):
+    if s.status == "budget_limited" and _winding_down(s) and s.retry_at is None:
+        _rerun_in_flight(t)  # the one wind-down turn still owes its report
+        return
+    if s.status not in ("scoping", "running", "verifying", "awaiting_signoff", "awaiting_approval", "budget_limited"):
         return  # waiting for the operator; nothing runs
+    if s.status == "budget_limited" and not (_winding_down(s) and s.retry_at is not None):
+        return
     if s.retry_at is not None:
         t.do(WakeAt(at=s.retry_at))
         return
@@ -905,6 +910,10 @@ def _on_recover(t: _T, e: ev.Recover) -> None:
         replace(st, status="pending", task=None, holder=None) if st.status == "in_progress" else st for st in s.steps
     ))
     _restart_work(t, automatic=True)
+
+
+def _winding_down(s: GoalState) -> bool:
+    return s.in_flight is not None and s.in_flight.kind == "wind_down" and not s.in_flight.interrupted
 
 
 def _on_fail(t: _T, e: ev.Fail) -> None:

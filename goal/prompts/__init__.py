@@ -147,9 +147,9 @@ def _turn_context(state: GoalState, kind: str) -> str:
     parts = []
     if kind == "held" and state.last_failures:
         parts.append(
-            f"The gate held at round {state.round}. Failed criteria, with the evidence the "
-            "verifier or crewctl's checks gave:\n"
-            + "\n".join(f"- {cid}: {collapse(ev, EVIDENCE_CAP)}" for cid, ev in state.last_failures[:20])
+            f"The gate held at round {state.round}. Failed: "
+            + ", ".join(cid for cid, _ in state.last_failures[:20])
+            + " (the evidence the verifier or crewctl's checks gave is under each criterion above)."
         )
     if state.notes and kind == "rework":
         parts.append("The operator's notes:\n" + quote(state.notes))

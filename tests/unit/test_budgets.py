@@ -540,3 +540,26 @@ def test_a_goal_paused_during_verification_moves_nothing_on_the_verdict():
     assert g.status == "paused"
     t = g.step(ev.Recover())
     assert started_turns(g, t) == []
+
+
+def test_a_failed_wind_down_turn_is_retried_after_its_backoff():
+    g = limited_by_tokens()
+    wind_down = g.state.in_flight
+    assert wind_down.kind == "wind_down"
+    g.step(ev.TurnFailed(turn=wind_down.turn, error="exit 1"))
+    [wake] = g.effects(WakeAt)
+    g.step(ev.Wake(), after=(datetime.fromisoformat(wake.at) - g.now).total_seconds())
+    [rerun] = g.effects(RunLeadTurn)
+    assert (rerun.kind, rerun.turn, rerun.prompt) == ("wind_down", wind_down.turn, wind_down.prompt)
+    assert g.status == "budget_limited"
+
+
+def test_a_wind_down_turn_interrupted_by_a_restart_runs_again_once():
+    g = limited_by_tokens()
+    wind_down = g.state.in_flight
+    g.step(ev.Recover())
+    [rerun] = g.effects(RunLeadTurn)
+    assert rerun.kind == "wind_down" and rerun.rerun
+    g.lead("done: a; left: b; next: c")
+    assert g.status == "budget_limited" and g.state.in_flight is None
+    assert not g.effects(RunLeadTurn, g.step(ev.Recover()))

@@ -502,3 +502,26 @@ def test_event_streams_are_parsed_across_chunk_boundaries_and_line_endings():
     chunks = [raw[i:i + 3] for i in range(0, len(raw), 3)]  # splits CRLFs and the UTF-8 pair
     events = [(e.event, e.data) for e in iter_sse(iter(chunks))]
     assert events == [("a", "one\ntwo"), ("message", '{"x":'), ("message", "é")]
+
+
+def test_the_conversation_sent_does_not_grow_with_the_number_of_turns(server):
+    """crewctl prompts restate the goal, so the window of history sent is bounded."""
+    brain = openai_brain(server, stream=False)
+
+    def history(turns: int) -> tuple[Message, ...]:
+        out = []
+        for n in range(turns):
+            out += [Message("user", f"prompt {n:03d} " + "p" * 3000), Message("assistant", f"reply {n:03d} " + "r" * 9000)]
+        return tuple(out)
+
+    sizes = []
+    for turns in (4, 50):
+        server.add(recorded_json("openai/chat_completion_gpt-4o.json"))
+        brain.run(turn("the current prompt", history=history(turns)))
+        sizes.append(len(server.requests[-1].body))
+    assert sizes[1] <= sizes[0]
+    sent = server.requests[-1].json()["messages"]
+    assert sent[-1]["content"] == "the current prompt"
+    assert sent[-2]["content"].startswith("reply 049") and len(sent[-2]["content"]) < 4100
+    assert sent[-3]["content"].startswith("prompt 049")  # the last exchange stays whole
+    assert all("p" * 100 not in m["content"] for m in sent[:-3] if m["role"] == "user")

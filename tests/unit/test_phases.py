@@ -306,7 +306,8 @@ def test_a_held_gate_continues_with_the_failed_criteria_and_evidence():
     g.verifier(verify(("c2", "fail", "README says nothing about --json")), checks={"c1": {"exit": 0}})
     [turn] = g.effects(RunLeadTurn)
     assert turn.kind == "held"
-    assert "c2: README says nothing about --json" in turn.prompt
+    assert "The gate held at round 1. Failed: c2 " in turn.prompt
+    assert "status: fail; last evidence: README says nothing about --json" in turn.prompt
     assert g.state.attempt == 1
 
 
