@@ -9,7 +9,16 @@ Everything runs the installed `crewctl` binary as a subprocess, and waits on con
 with deadlines, never on fixed sleeps.
 """
 
-from .agents import write_agent
+from .agents import PASS_EVERY_CRITERION, READY_EVERY_TURN, write_agent
 from .process import CliResult, Supervisor, crewctl_binary, run_cli, wait_until
 
-__all__ = ["CliResult", "Supervisor", "crewctl_binary", "run_cli", "wait_until", "write_agent"]
+__all__ = [
+    "CliResult",
+    "PASS_EVERY_CRITERION",
+    "READY_EVERY_TURN",
+    "Supervisor",
+    "crewctl_binary",
+    "run_cli",
+    "wait_until",
+    "write_agent",
+]

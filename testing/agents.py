@@ -7,7 +7,19 @@ import shlex
 import sys
 import textwrap
 
-__all__ = ["write_agent"]
+__all__ = ["PASS_EVERY_CRITERION", "READY_EVERY_TURN", "write_agent"]
+
+# Agent bodies many tests need. A verifier that passes every criterion id in its prompt:
+PASS_EVERY_CRITERION = r"""
+import re
+ids = re.findall(r"^- (c\d+):", prompt, re.M)
+marker("VERIFY", {"results": [{"id": i, "verdict": "pass", "evidence": "checked"} for i in ids]})
+"""
+# A lead that claims READY on every turn:
+READY_EVERY_TURN = """
+say("done, I think")
+marker("READY", {"summary": "all done"})
+"""
 
 
 def write_agent(directory: str, name: str, body: str) -> str:

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from crewctl.testing import Supervisor, crewctl_binary, run_cli, wait_until, write_agent
+from crewctl.testing import READY_EVERY_TURN, Supervisor, crewctl_binary, run_cli, write_agent
 
 
 def assert_one_line(result, code: int, *words: str) -> None:
@@ -32,12 +32,6 @@ def click_usage_error(result, *words: str) -> None:
 
 
 @pytest.fixture
-def sup(tmp_path):
-    with Supervisor(tmp_path) as s:
-        yield s
-
-
-@pytest.fixture
 def running_goal(sup, tmp_path):
     """A goal whose lead waits until the test ends: it stays `running`."""
     lead = write_agent(tmp_path, "lead", """
@@ -53,9 +47,7 @@ def running_goal(sup, tmp_path):
 
 
 def ready_lead(tmp_path) -> str:
-    return write_agent(tmp_path, "ready", """
-        marker("READY", {"summary": "done"})
-    """)
+    return write_agent(tmp_path, "ready", READY_EVERY_TURN)
 
 
 def snapshot(sup, goal):
@@ -116,12 +108,16 @@ def test_a_database_from_a_newer_crewctl_is_a_clear_error_and_is_left_alone(tmp_
         goal = sup.new_goal("x", "--criterion", "c", "--check", "true", lead=ready_lead(tmp_path), workspace=str(ws))
         sup.wait_for_status(goal, "awaiting_signoff")
     db = home / "crew.db"
-    with sqlite3.connect(db) as conn:
+    conn = sqlite3.connect(db)
+    with conn:
         conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the main file, so bytes compare
+    conn.close()
     before = db.read_bytes()
     assert_one_line(run_cli(str(home), "goal", "list"), 1, "newer crewctl", "upgrade")
     done = run_cli(str(home), "run")
     assert_one_line(done, 1, "newer crewctl")
+    assert db.read_bytes() == before
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT value FROM meta").fetchone() == ("99",)
         assert conn.execute("SELECT status FROM goal").fetchone() == ("awaiting_signoff",)

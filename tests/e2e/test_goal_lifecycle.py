@@ -7,35 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 
-import pytest
-
-from crewctl.testing import Supervisor, wait_until, write_agent
-
-VERIFY_ALL_PASS = r"""
-import re
-ids = re.findall(r"^- (c\d+):", prompt, re.M)
-marker("VERIFY", {"results": [{"id": i, "verdict": "pass", "evidence": "checked"} for i in ids]})
-"""
-
-READY_EVERY_TURN = """
-say("done, I think")
-marker("READY", {"summary": "all done"})
-"""
+from crewctl.testing import PASS_EVERY_CRITERION, READY_EVERY_TURN, Supervisor, wait_until, write_agent
 
 
-@pytest.fixture
-def sup(tmp_path):
-    with Supervisor(tmp_path) as s:
-        yield s
 
-
-@pytest.fixture
-def ws(tmp_path):
-    path = tmp_path / "ws"
-    path.mkdir()
-    return str(path)
 
 
 def test_happy_path_reaches_done_after_signoff(sup, ws, tmp_path):
@@ -45,7 +21,7 @@ def test_happy_path_reaches_done_after_signoff(sup, ws, tmp_path):
             open("ok.txt", "w").write("fixed")
             marker("READY", {"summary": "created ok.txt and documented it"})
     """)
-    verifier = write_agent(tmp_path, "verifier", VERIFY_ALL_PASS)
+    verifier = write_agent(tmp_path, "verifier", PASS_EVERY_CRITERION)
     goal = sup.new_goal(
         "create ok.txt", "--criterion", "ok.txt exists", "--check", "test -f ok.txt",
         "--criterion", "it is documented", lead=lead, verifier=verifier, workspace=ws,
@@ -64,7 +40,7 @@ def test_a_lead_that_emits_verify_itself_never_opens_the_gate(sup, ws, tmp_path)
         marker("VERIFY", {"results": [{"id": "c1", "verdict": "pass", "evidence": "I checked, trust me"}]})
     """)
     goal = sup.new_goal("x", "--criterion", "never true", "--check", "false", lead=lead, workspace=ws,
-                        verifier=write_agent(tmp_path, "v", VERIFY_ALL_PASS))
+                        verifier=write_agent(tmp_path, "v", PASS_EVERY_CRITERION))
     ignored = sup.wait_for_event(goal, "marker_ignored")
     assert ignored["payload"]["kind"] == "verify" and ignored["payload"]["role"] == "lead"
     sup.wait_for_status(goal, "blocked", timeout=90)  # it keeps trying; the turn cap ends it
@@ -89,7 +65,7 @@ def test_a_ready_quoted_in_a_fence_starts_no_round(sup, ws, tmp_path):
 def test_a_verifier_that_passes_a_criterion_whose_check_fails_holds_the_gate(sup, ws, tmp_path):
     goal = sup.new_goal(
         "x", "--criterion", "the tests pass", "--check", "exit 3", "--criterion", "judged", "--attempt-cap", "1",
-        lead=write_agent(tmp_path, "lead", READY_EVERY_TURN), verifier=write_agent(tmp_path, "v", VERIFY_ALL_PASS),
+        lead=write_agent(tmp_path, "lead", READY_EVERY_TURN), verifier=write_agent(tmp_path, "v", PASS_EVERY_CRITERION),
         workspace=ws,
     )
     held = sup.wait_for_event(goal, "gate_held")
@@ -215,7 +191,7 @@ def test_a_stale_clarify_seq_is_refused_with_exit_3_and_changes_nothing(sup, ws,
         else:
             marker("BLOCKED", {"reason": "done asking"})
     """)
-    goal = sup.new_goal("x", lead=lead, verifier=write_agent(tmp_path, "v", VERIFY_ALL_PASS), workspace=ws)
+    goal = sup.new_goal("x", lead=lead, verifier=write_agent(tmp_path, "v", PASS_EVERY_CRITERION), workspace=ws)
     wait_until(lambda: (sup.show(goal).get("questions") or {}).get("seq") == 1)
     sup.cli("goal", "answer", goal, "--seq", "1", "q1=yes")
     wait_until(lambda: (sup.show(goal).get("questions") or {}).get("seq") == 2)

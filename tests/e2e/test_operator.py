@@ -6,28 +6,10 @@ import json
 import os
 import subprocess
 
-import pytest
 
-from crewctl.testing import Supervisor, crewctl_binary, wait_until, write_agent
-
-VERIFY_ALL_PASS = r"""
-import re
-ids = re.findall(r"^- (c\d+):", prompt, re.M)
-marker("VERIFY", {"results": [{"id": i, "verdict": "pass", "evidence": "checked"} for i in ids]})
-"""
+from crewctl.testing import PASS_EVERY_CRITERION, crewctl_binary, wait_until, write_agent
 
 
-@pytest.fixture
-def sup(tmp_path):
-    with Supervisor(tmp_path) as s:
-        yield s
-
-
-@pytest.fixture
-def ws(tmp_path):
-    path = tmp_path / "ws"
-    path.mkdir()
-    return str(path)
 
 
 def test_a_goal_without_criteria_is_scoped_through_questions_and_a_lock(sup, ws, tmp_path):
@@ -40,7 +22,7 @@ def test_a_goal_without_criteria_is_scoped_through_questions_and_a_lock(sup, ws,
         else:
             marker("CLARIFY", {"questions": [{"text": "Which Python?", "options": ["3.11", "3.12"]}]})
     """)
-    goal = sup.new_goal("support the new Python", lead=lead, verifier=write_agent(tmp_path, "v", VERIFY_ALL_PASS), workspace=ws)
+    goal = sup.new_goal("support the new Python", lead=lead, verifier=write_agent(tmp_path, "v", PASS_EVERY_CRITERION), workspace=ws)
     view = wait_until(lambda: (v := sup.show(goal))["questions"] and v)
     assert view["status"] == "scoping"
     assert view["questions"]["questions"][0]["options"] == ["3.11", "3.12"]

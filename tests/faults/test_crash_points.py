@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from crewctl.testing import Supervisor, wait_until, write_agent
+from crewctl.testing import PASS_EVERY_CRITERION, Supervisor, wait_until, write_agent
 
 LEAD = """
 if "The operator steers" in prompt:
@@ -25,11 +25,6 @@ else:
     marker("READY", {"summary": "should be fine"})
 """
 
-VERIFIER = r"""
-import re
-ids = re.findall(r"^- (c\d+):", prompt, re.M)
-marker("VERIFY", {"results": [{"id": i, "verdict": "pass", "evidence": "looked"} for i in ids]})
-"""
 
 # Decisions: each must be recorded exactly as often as in an uncrashed run.
 DECISIONS = (
@@ -42,7 +37,7 @@ def play(tmp_path, crash_at: str | None) -> tuple[dict, list[dict], Supervisor]:
     ws = tmp_path / "ws"
     ws.mkdir()
     lead = write_agent(tmp_path, "lead", LEAD)
-    verifier = write_agent(tmp_path, "verifier", VERIFIER)
+    verifier = write_agent(tmp_path, "verifier", PASS_EVERY_CRITERION)
     env = {"CREWCTL_CRASH_AT": crash_at} if crash_at else {}
     sup = Supervisor(tmp_path)
     sup.start(env=env)
