@@ -14,18 +14,16 @@ import logging
 import os
 import secrets
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Callable
 
 import pykka
 
 from .. import brains
 from ..config import Config
-from ..exceptions import AlreadyRunning, CrewError, NotFound, ProtocolError, Refused, UsageError
+from ..exceptions import AlreadyRunning, CrewError, ProtocolError, Refused, UsageError
 from ..goal import events as ev
 from ..goal import phases
 from ..goal.criteria import parse_criteria

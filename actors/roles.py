@@ -21,7 +21,7 @@ from typing import Any
 
 import pykka
 
-from ..brains import Message, TurnRequest, resolve
+from ..brains import TurnRequest, resolve
 from ..brains.exec import run_bounded
 from ..config import Config
 from ..exceptions import BrainConfigError, BrainCrashed, BrainError, ConfigError, UsageLimited
@@ -229,7 +229,7 @@ class RoundActor(pykka.ThreadingActor):
             if not self.settings.inherit_home:
                 seed_home(self.spec, os.environ.get("HOME"), home)
         except (SnapshotError, OSError) as exc:
-            self.supervisor.tell(Deliver(ev.TurnFailed(turn=e.turn, error=f"snapshot failed: {exc}")))
+            self._failed(e.turn, f"snapshot failed: {exc}", "error")
             return
         env = scrubbed_env(
             os.environ,
@@ -246,64 +246,52 @@ class RoundActor(pykka.ThreadingActor):
             checks[cid] = _run_check(command, work, env, e.timeout, self.cancel.event)
         if self.cancel.is_set():
             return
-        text = None
-        usage = ev.TurnUsage()
-        host_pid = None
-        if e.model_needed:
-            if not self.spec:
-                self.supervisor.tell(
-                    Deliver(ev.TurnFailed(turn=e.turn, error="no verifier brain configured (--verifier)", kind="config"))
-                )
-                return
-            try:
-                self._spawn(work, env)
-                result = self._ask(e, e.prompt, crash_at="verifier_in_flight")
-            except _HostGone as exc:
-                if not self.cancel.is_set():
-                    self.supervisor.tell(Deliver(ev.TurnFailed(turn=e.turn, error=str(exc), kind="crashed")))
-                return
-            if result is None:
-                return
-            if not result.get("ok"):
-                self.supervisor.tell(Deliver(ev.TurnFailed(turn=e.turn, error=result.get("error", "verifier failed"), kind=result.get("kind", "error"))))
-                return
-            text = result["text"]
-            host_pid = result.get("pid")
-            usage = _usage_from(result.get("usage") or {}, time.monotonic() - started)
-        else:
-            usage = ev.TurnUsage(seconds=time.monotonic() - started)
+        if not e.model_needed:
+            self._finished(e, text=None, checks=checks, usage=ev.TurnUsage(seconds=time.monotonic() - started), pid=None)
+            return
+        if not self.spec:
+            self._failed(e.turn, "no verifier brain configured (--verifier)", "config")
+            return
+        try:
+            self._spawn(work, env)
+        except _HostGone as exc:
+            self._failed(e.turn, str(exc), "crashed")
+            return
+        self._verifier_turn(e, started, checks, crash_at="verifier_in_flight")
+
+    def _corrective(self, e: RunVerifierTurn) -> None:
+        if self.host is None or self.host.poll() is not None:
+            self._failed(e.turn, "the verifier process is gone", "crashed")
+            return
+        self._verifier_turn(e, time.monotonic(), None, crash_at=None)
+
+    def _verifier_turn(self, e, started: float, checks: dict | None, crash_at: str | None) -> None:
+        """One turn in this round's verifier process, reported to the supervisor."""
+        try:
+            result = self._ask(e, e.prompt, crash_at=crash_at)
+        except _HostGone as exc:
+            self._failed(e.turn, str(exc), "crashed")
+            return
+        if result is None:
+            return  # cancelled
+        if not result.get("ok"):
+            self._failed(e.turn, result.get("error", "verifier failed"), result.get("kind", "error"))
+            return
+        usage = _usage_from(result.get("usage") or {}, time.monotonic() - started)
+        self._finished(e, text=result["text"], checks=checks, usage=usage, pid=result.get("pid"))
+
+    def _finished(self, e, *, text: str | None, checks: dict | None, usage: ev.TurnUsage, pid: int | None) -> None:
         self.supervisor.tell(
             Deliver(
-                ev.RoundFinished(round=e.round, turn=e.turn, text=text, checks=checks, usage=usage, host_pid=host_pid),
+                ev.RoundFinished(round=e.round, turn=e.turn, text=text, checks=checks, usage=usage, host_pid=pid),
                 turn_writes=(TurnWrite(turn=e.turn, reply=text),),
                 before_record=True,
             )
         )
 
-    def _corrective(self, e: RunVerifierTurn) -> None:
-        started = time.monotonic()
-        if self.host is None or self.host.poll() is not None:
-            self.supervisor.tell(Deliver(ev.TurnFailed(turn=e.turn, error="the verifier process is gone", kind="crashed")))
-            return
-        try:
-            result = self._ask(e, e.prompt, crash_at=None)
-        except _HostGone as exc:
-            if not self.cancel.is_set():
-                self.supervisor.tell(Deliver(ev.TurnFailed(turn=e.turn, error=str(exc), kind="crashed")))
-            return
-        if result is None:
-            return
-        if not result.get("ok"):
-            self.supervisor.tell(Deliver(ev.TurnFailed(turn=e.turn, error=result.get("error", "verifier failed"), kind=result.get("kind", "error"))))
-            return
-        usage = _usage_from(result.get("usage") or {}, time.monotonic() - started)
-        self.supervisor.tell(
-            Deliver(
-                ev.RoundFinished(round=e.round, turn=e.turn, text=result["text"], checks=None, usage=usage, host_pid=result.get("pid")),
-                turn_writes=(TurnWrite(turn=e.turn, reply=result["text"]),),
-                before_record=True,
-            )
-        )
+    def _failed(self, turn: int, error: str, kind: str) -> None:
+        if not self.cancel.is_set():  # a stopped round has nothing to report
+            self.supervisor.tell(Deliver(ev.TurnFailed(turn=turn, error=error, kind=kind)))
 
     def _spawn(self, work: str, env: dict[str, str]) -> None:
         try:

@@ -19,7 +19,7 @@ import pykka
 
 from ..brains import Message
 from ..config import Config
-from ..exceptions import CrewError, Refused, StoreError
+from ..exceptions import Refused, StoreError
 from ..goal import events as ev
 from ..goal import phases
 from ..goal.effects import (
