@@ -32,7 +32,9 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import os
 import random
+import re
 import socket
 import threading
 import time
@@ -48,6 +50,7 @@ __all__ = [
     "Attempt",
     "Failure",
     "HttpSettings",
+    "Provider",
     "LazyClient",
     "Prices",
     "SSEEvent",
@@ -158,6 +161,46 @@ def _number(value: Any, kind: type, where: str, provider: str) -> Any:
     if value < 0 or not math.isfinite(value):
         raise ConfigError(f"{provider}: {where} must be a non-negative number, not {value!r}")
     return kind(value)
+
+
+@dataclass(frozen=True)
+class Provider:
+    """Where and how an HTTP brain reaches its provider: arguments win over the environment,
+    the environment over the config file's [openai]/[anthropic] table, that over defaults."""
+
+    table: Mapping[str, Any]
+    base_url: str
+    api_key: str | None
+    settings: "HttpSettings"
+    prices: "Prices"
+
+    @classmethod
+    def resolve(
+        cls,
+        provider: str,
+        config: Any,
+        *,
+        base_url: str | None,
+        api_key: str | None,
+        base_env: str,
+        key_env: str,
+        default_base: str,
+        http: Mapping[str, Any],
+    ) -> "Provider":
+        table: Mapping[str, Any] = config.provider(provider) if config is not None else {}
+        unknown = set(http) - set(HttpSettings.KEYS) - set(Prices.KEYS)
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+        url = (base_url or os.environ.get(base_env) or config_text(provider, table, "base_url") or default_base).rstrip("/")
+        if not re.match(r"^https?://", url):
+            raise ConfigError(f"{provider}: base URL {url!r} must start with http:// or https://")
+        return cls(
+            table=table,
+            base_url=url,
+            api_key=api_key or os.environ.get(key_env) or config_text(provider, table, "api_key") or None,
+            settings=HttpSettings.build(provider, table, http),
+            prices=Prices.build(provider, table, http),
+        )
 
 
 # The conversation sent with each turn is a bounded window, so a request does not grow with

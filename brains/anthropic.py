@@ -32,13 +32,11 @@ cache_read_input_tokens, a part of it.
 from __future__ import annotations
 
 import json
-import os
-import re
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..exceptions import BrainConfigError, BrainError, ConfigError, UsageLimited
 from . import _http
-from ._http import Attempt, Failure, HttpSettings, Prices, TextBuffer
+from ._http import Attempt, Failure, TextBuffer
 from .base import TurnReply, TurnRequest, Usage
 
 if TYPE_CHECKING:
@@ -85,25 +83,18 @@ class AnthropicBrain:
         model = (model or "").strip()
         if not model:
             raise ConfigError("anthropic: needs a model, e.g. anthropic:claude-sonnet-4-5")
-        table: Mapping[str, Any] = config.provider(PROVIDER) if config is not None else {}
-        unknown = set(http) - set(HttpSettings.KEYS) - set(Prices.KEYS)
-        if unknown:
-            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+        p = _http.Provider.resolve(
+            PROVIDER, config, base_url=base_url, api_key=api_key, base_env=BASE_URL_ENV, key_env=KEY_ENV,
+            default_base=DEFAULT_BASE_URL, http=http,
+        )
+        table, self.base_url, self.api_key, self.settings, self.prices = p.table, p.base_url, p.api_key, p.settings, p.prices
         self.model = model
-        self.base_url = (
-            base_url or os.environ.get(BASE_URL_ENV) or _http.config_text(PROVIDER, table, "base_url") or DEFAULT_BASE_URL
-        ).rstrip("/")
-        if not re.match(r"^https?://", self.base_url):
-            raise ConfigError(f"anthropic: base URL {self.base_url!r} must start with http:// or https://")
-        self.api_key = api_key or os.environ.get(KEY_ENV) or _http.config_text(PROVIDER, table, "api_key") or None
         tokens = _http.config_number(PROVIDER, table, "max_tokens", max_tokens, int)
         self.max_tokens = DEFAULT_MAX_TOKENS if tokens is None else tokens
         if self.max_tokens < 1:
             raise ConfigError("anthropic: [anthropic] max_tokens must be at least 1")
         self.stream = _http.config_flag(PROVIDER, table, "stream", stream, default=True)
         self.temperature = _http.config_number(PROVIDER, table, "temperature", temperature, float)
-        self.settings = HttpSettings.build(PROVIDER, table, http)
-        self.prices = Prices.build(PROVIDER, table, http)
         self.spec = f"anthropic:{model}"
         self._http = _http.LazyClient()
 
