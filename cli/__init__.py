@@ -43,9 +43,11 @@ def _register() -> None:
     from .brains import brains_group
     from .demo import demo_command
     from .goal import goal_group
+    from .keys import keys_group
     from .run import run_command, status_command
+    from .worker import worker_command
 
-    for command in (brains_group, demo_command, goal_group, run_command, status_command):
+    for command in (brains_group, demo_command, goal_group, keys_group, run_command, status_command, worker_command):
         cli.add_command(command)
 
 

@@ -25,8 +25,10 @@ __all__ = ["run_command", "status_command"]
               help="Give up on a brain turn after this long (default: the brain's own, 1 hour for exec).")
 @click.option("--heartbeat", type=click.FloatRange(min=0.05), default=1.0, show_default=True, metavar="SECONDS",
               help="Heartbeat interval with agent hosts; a host silent for 3 intervals is dead.")
+@click.option("--curve", is_flag=True,
+              help="Require CURVE keys on the agents endpoint even on loopback (always on beyond loopback; `crewctl keys init`).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
-def run_command(listen, local_workers, db, grace, turn_timeout, heartbeat, quiet):
+def run_command(listen, local_workers, db, grace, turn_timeout, heartbeat, curve, quiet):
     """Start the supervisor in the foreground; it resumes every live goal.
 
     \b
@@ -49,6 +51,7 @@ def run_command(listen, local_workers, db, grace, turn_timeout, heartbeat, quiet
             grace=grace,
             turn_timeout=turn_timeout,
             heartbeat=heartbeat,
+            curve=curve,
         )
     )
     sys.exit(code)
@@ -71,7 +74,7 @@ def status_command(as_json):
     hosts = status.get("hosts") or []
     click.echo(f"  hosts:    {len(hosts)}")
     for h in hosts:
-        lanes = ",".join(h.get("lanes") or []) or "any lane"
+        lanes = ",".join(h.get("lanes") or []) or "lane-less steps"
         click.echo(f"    {h['name']:<20} {lanes:<20} last seen {h.get('last_seen')}  in flight {h.get('in_flight')}")
     dropped = status.get("dropped_frames") or {}
     click.echo("  dropped frames: " + (", ".join(f"{k} {v}" for k, v in dropped.items()) or "none"))

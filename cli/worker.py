@@ -1,0 +1,137 @@
+"""`crewctl worker`: attach an agent host to a supervisor and serve worker turns."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+import click
+
+from ..exceptions import NoSupervisor, UsageError
+from ._common import resolve_home
+
+__all__ = ["worker_command"]
+
+
+@click.command("worker")
+@click.option("--connect", "endpoint", metavar="ENDPOINT",
+              help="The supervisor's agents endpoint, e.g. tcp://10.0.0.5:7700 (default: the running "
+                   "supervisor of $CREWCTL_HOME, read from its daemon.json at every reconnect).")
+@click.option("--name", metavar="NAME", help="This host's name (default: the machine's hostname). A restarted "
+                                              "worker with the same name takes over from the old one.")
+@click.option("--lanes", default="", metavar="A,B", help="Lanes this host serves, comma-separated. Steps with a lane go "
+                                                         "only to hosts serving it; every host takes lane-less steps.")
+@click.option("--worker", "spec", metavar="SPEC", help="The brain for worker turns here (default: the goal's worker brain).")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=1, show_default=True, help="Tasks run at once.")
+@click.option("--key", "key_file", metavar="FILE", help="This host's secret key file (NAME.key_secret from `crewctl keys new`): turns CURVE on.")
+@click.option("--server-key", "server_key_file", metavar="FILE",
+              help="The supervisor's public key file (server.key from `crewctl keys init`; default: the one in $CREWCTL_HOME/keys).")
+@click.option("--workdir", type=click.Path(file_okay=False, exists=True), default=".", show_default=True,
+              help="Where worker turns run on this machine.")
+@click.option("--heartbeat", type=click.FloatRange(min=0.05), default=1.0, show_default=True, metavar="SECONDS",
+              help="Heartbeat interval (the supervisor's, if shorter, wins); 3 silent intervals mean it is gone.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+def worker_command(endpoint, name, lanes, spec, concurrency, key_file, server_key_file, workdir, heartbeat, quiet):
+    """Attach an agent host that serves worker turns (foreground; Ctrl-C or SIGTERM leaves).
+
+    \b
+    On the supervisor's machine:
+      crewctl worker --name box1 --lanes gpu
+    From another machine (the supervisor listens beyond loopback, so CURVE is on):
+      crewctl keys new box2                       # here: box2.key, box2.key_secret
+      crewctl keys allow box2.key                 # on the supervisor's machine
+      crewctl worker --connect tcp://10.0.0.5:7700 --name box2 \\
+          --key box2.key_secret --server-key server.key --workdir ~/checkout
+    """
+    from ..actors.daemon import is_loopback
+    from ..config import load_config
+    from ..transport import keys, protocol
+    from ..transport.control import read_daemon_info
+    from ..transport.host import AgentHost, HostSettings, dial_endpoint
+
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    home = resolve_home()
+    config = load_config()
+    if spec:
+        from .. import brains
+
+        spec = brains.validate_spec(spec, config)
+    lane_list = [x.strip() for x in lanes.split(",") if x.strip()]
+    for lane in lane_list:
+        if len(lane) > protocol.MAX_LANE:
+            raise UsageError(f"lane {lane!r} is longer than {protocol.MAX_LANE} characters")
+    if len(lane_list) > protocol.MAX_LANES:
+        raise UsageError(f"at most {protocol.MAX_LANES} lanes")
+    settings = HostSettings(endpoint="", name=name or "", lanes=tuple(lane_list), concurrency=concurrency, spec=spec,
+                            workdir=os.path.abspath(workdir), heartbeat=heartbeat, config=config)
+    if not protocol.NAME_RE.match(settings.name) or len(settings.name) > protocol.MAX_NAME:
+        raise UsageError(f"a host name is letters, digits and . _ @ : + - (at most {protocol.MAX_NAME}), not {settings.name!r}")
+
+    if endpoint:
+        settings.endpoint = endpoint
+    else:
+        info = read_daemon_info(home)
+        if info is None or not info.get("listen"):
+            raise NoSupervisor(f"no --connect given and no supervisor is running for {home}; start one with `crewctl run`")
+        last = [dial_endpoint(info["listen"])]
+
+        def current() -> str:  # a restarted supervisor may listen elsewhere: read it again
+            fresh = read_daemon_info(home)
+            if fresh and fresh.get("listen"):
+                last[0] = dial_endpoint(fresh["listen"])
+            return last[0]
+
+        settings.endpoint = current
+        endpoint = last[0]
+
+    if key_file:
+        settings.client_keys = keys.load_secret(key_file)
+        if server_key_file is None:
+            default = os.path.join(keys.keys_dir(home), "server.key")
+            if not os.path.isfile(default):
+                raise UsageError("--key needs the supervisor's public key: pass --server-key FILE (its server.key)")
+            server_key_file = default
+        settings.server_key = keys.load_public(server_key_file)
+    elif server_key_file:
+        raise UsageError("--server-key needs --key (this host's secret key file)")
+    elif not is_loopback(endpoint):
+        raise UsageError(
+            f"{endpoint} is not loopback, so the supervisor there requires CURVE: make a key with "
+            "`crewctl keys new NAME`, have it allowed there, and pass --key NAME.key_secret --server-key server.key"
+        )
+
+    host = AgentHost(settings)
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+        host.request_stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    click.echo(
+        f"crewctl worker {settings.name} (pid {os.getpid()}): {', '.join(lane_list) or 'lane-less steps'}, "
+        f"concurrency {concurrency}, connecting to {endpoint}",
+        err=True,
+    )
+    host.start()
+    while not host.wait(0.5):  # poll: signal handlers run between waits on the main thread
+        pass
+    _flush()
+    sys.exit(host.exit_code)
+
+
+def _flush() -> None:
+    """Let a last `bye` leave before the process exits (bounded: sockets linger 200 ms)."""
+    import zmq
+
+    t = threading.Thread(target=zmq.Context.instance().term, daemon=True)
+    t.start()
+    t.join(1.0)

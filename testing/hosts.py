@@ -1,0 +1,162 @@
+"""Agent hosts for tests: real `crewctl worker` processes, and raw sockets for forged frames.
+
+    with Supervisor(tmp_path, args=["--heartbeat", "0.2", "--local-workers", "0"]) as sup:
+        with WorkerProcess(sup, "alpha", "--lanes", "gpu") as alpha:
+            wait_for_host(sup, "alpha")
+            ...
+            alpha.kill()                      # SIGKILL, as a crashed machine would
+
+    with RawPeer(sup.info()["listen"]) as peer:    # a DEALER that speaks whatever it is told
+        peer.send(b"\\x00garbage")
+        peer.send_msg({"v": 1, "type": "hello", ...})
+        reply = peer.recv(timeout=2)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from typing import Any
+
+import zmq
+
+from ..transport.codec import pack, unpack
+from .process import Supervisor, crewctl_binary, wait_until
+
+__all__ = ["RawPeer", "WorkerProcess", "host_names", "status", "wait_for_host", "wait_host_gone"]
+
+
+def status(sup: Supervisor) -> dict[str, Any]:
+    return sup.cli("status", "--json").json()
+
+
+def host_names(sup: Supervisor) -> list[str]:
+    return [h["name"] for h in status(sup)["hosts"]]
+
+
+def wait_for_host(sup: Supervisor, name: str, timeout: float = 20, **match: Any) -> dict[str, Any]:
+    """Wait until `crewctl status` lists host `name` (and its fields equal `match`)."""
+
+    def found():
+        for h in status(sup)["hosts"]:
+            if h["name"] == name and all(h.get(k) == v for k, v in match.items()):
+                return h
+        return None
+
+    return wait_until(found, timeout=timeout, interval=0.05, message=f"host {name} in `crewctl status`")
+
+
+def wait_host_gone(sup: Supervisor, name: str, timeout: float = 20) -> None:
+    wait_until(lambda: name not in host_names(sup), timeout=timeout, interval=0.05, message=f"host {name} to leave")
+
+
+class WorkerProcess:
+    """A `crewctl worker` process attached to a Supervisor's agents endpoint."""
+
+    def __init__(self, sup: Supervisor, name: str, *args: str, env: dict[str, str] | None = None, heartbeat: float = 0.2, connect: str | None = None) -> None:
+        self.sup = sup
+        self.name = name
+        self.args = list(args)
+        self.env = dict(env or {})
+        self.heartbeat = heartbeat
+        self.connect = connect
+        self.proc: subprocess.Popen | None = None
+        self.log_path = os.path.join(sup.root, f"worker-{name}.log")
+
+    def __enter__(self) -> "WorkerProcess":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def start(self) -> "WorkerProcess":
+        env = dict(os.environ)
+        env["CREWCTL_HOME"] = self.sup.home
+        env.update(self.sup.env)
+        env.update(self.env)
+        argv = [crewctl_binary(), "worker", "--name", self.name, "--heartbeat", str(self.heartbeat), *self.args]
+        if self.connect:
+            argv += ["--connect", self.connect]
+        self._log = open(self.log_path, "ab")
+        # Its own process group: a SIGKILL of the worker leaves its brain processes, as a
+        # crashed machine's would be gone; kill_group() takes those too.
+        self.proc = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the worker process alone."""
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 10) -> int | None:
+        if self.proc is None:
+            return None
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+        return self.proc.returncode
+
+    def wait_exit(self, timeout: float = 20) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+class RawPeer:
+    """A bare DEALER on an endpoint: sends any bytes, for fuzzing and forging."""
+
+    def __init__(self, endpoint: str, *, client_keys: tuple[bytes, bytes] | None = None, server_key: bytes | None = None) -> None:
+        self.sock = zmq.Context.instance().socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        if client_keys is not None:
+            self.sock.curve_publickey, self.sock.curve_secretkey = client_keys
+            self.sock.curve_serverkey = server_key
+        self.sock.connect(endpoint)
+
+    def __enter__(self) -> "RawPeer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def send(self, *frames: bytes) -> None:
+        self.sock.send_multipart(list(frames))
+
+    def send_msg(self, msg: dict[str, Any]) -> None:
+        self.sock.send(pack(msg))
+
+    def recv(self, timeout: float = 2.0) -> dict[str, Any] | None:
+        """The next decodable message, or None at the deadline."""
+        if not self.sock.poll(int(timeout * 1000)):
+            return None
+        return unpack(self.sock.recv(), check_version=False)
+
+    def recv_all(self, timeout: float = 0.5) -> list[dict[str, Any]]:
+        out = []
+        while (msg := self.recv(timeout)) is not None:
+            out.append(msg)
+        return out
+
+    def close(self) -> None:
+        self.sock.close(0)
