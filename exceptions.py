@@ -36,6 +36,7 @@ __all__ = [
     "StoreError",
     "UsageError",
     "UsageLimited",
+    "turn_failure_kind",
 ]
 
 
@@ -87,6 +88,7 @@ class AlreadyRunning(CrewError):
 
 class ConfigError(CrewError):
     code = "config"
+    turn_kind = "config"  # a brain spec or config that can never work: the turn is not retried
 
 
 class ProtocolError(CrewError):
@@ -94,23 +96,32 @@ class ProtocolError(CrewError):
 
 
 class BrainError(CrewError):
-    """A failed turn. Retryable unless a subclass says otherwise."""
+    """A failed turn. `turn_kind` tells the phase machine how to treat it (goal.events.TurnFailed)."""
 
     code = "brain"
     retryable = True
+    turn_kind = "error"  # retried with backoff, then the goal blocks with the error
 
 
 class BrainConfigError(BrainError):
     code = "brain_config"
     retryable = False
+    turn_kind = "config"
 
 
 class UsageLimited(BrainError):
     code = "usage_limited"
+    turn_kind = "usage_limited"  # backs off longer; past a bound the goal is usage_limited
 
 
 class BrainCrashed(BrainError):
     code = "brain_crashed"
+    turn_kind = "crashed"  # the role restarts in a fresh session
+
+
+def turn_failure_kind(exc: BaseException) -> str:
+    """How a failed turn is treated: any exception crewctl did not expect is a crash."""
+    return getattr(exc, "turn_kind", "crashed")
 
 
 def from_wire(code: str, message: str) -> CrewError:

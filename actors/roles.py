@@ -24,7 +24,7 @@ import pykka
 from ..brains import TurnRequest, resolve
 from ..brains.exec import run_bounded
 from ..config import Config
-from ..exceptions import BrainConfigError, BrainCrashed, BrainError, ConfigError, UsageLimited
+from ..exceptions import BrainCrashed, BrainError, ConfigError, turn_failure_kind
 from ..goal import events as ev
 from ..goal.effects import EndRound, RunVerifierTurn, StartRound
 from ..store import SessionWrite, TurnWrite
@@ -48,16 +48,6 @@ def _usage(reply_usage, seconds: float) -> ev.TurnUsage:
         cost_usd=reply_usage.cost_usd,
         seconds=seconds,
     )
-
-
-def failure_kind(exc: BaseException) -> str:
-    if isinstance(exc, (BrainConfigError, ConfigError)):
-        return "config"
-    if isinstance(exc, UsageLimited):
-        return "usage_limited"
-    if isinstance(exc, BrainCrashed):
-        return "crashed"
-    return "error"
 
 
 class LeadActor(pykka.ThreadingActor):
@@ -108,7 +98,7 @@ class LeadActor(pykka.ThreadingActor):
         except (BrainError, ConfigError) as exc:
             if msg.cancel.is_set():
                 return  # we were told to stop; nothing to report
-            self.supervisor.tell(Deliver(ev.TurnFailed(turn=msg.turn, error=str(exc), kind=failure_kind(exc))))
+            self.supervisor.tell(Deliver(ev.TurnFailed(turn=msg.turn, error=str(exc), kind=turn_failure_kind(exc))))
             return
         seconds = time.monotonic() - started
         if msg.cancel.is_set():

@@ -21,7 +21,7 @@ def main() -> int:
     # install should still produce one JSON line the daemon can read.
     from ..brains import Message, TurnRequest, resolve
     from ..config import Config
-    from ..exceptions import BrainConfigError, BrainCrashed, BrainError, ConfigError, UsageLimited
+    from ..exceptions import CrewError, turn_failure_kind
 
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing a brain prints may corrupt the result channel
@@ -45,16 +45,9 @@ def main() -> int:
             reply = brain.run(request)
             history += [Message("user", job["prompt"]), Message("assistant", reply.text)]
             result = {"ok": True, "text": reply.text, "usage": reply.usage.as_dict(), "pid": os.getpid()}
-        except (BrainConfigError, ConfigError) as exc:
-            result = {"ok": False, "error": str(exc), "kind": "config", "pid": os.getpid()}
-        except UsageLimited as exc:
-            result = {"ok": False, "error": str(exc), "kind": "usage_limited", "pid": os.getpid()}
-        except BrainCrashed as exc:
-            result = {"ok": False, "error": str(exc), "kind": "crashed", "pid": os.getpid()}
-        except BrainError as exc:
-            result = {"ok": False, "error": str(exc), "kind": "error", "pid": os.getpid()}
         except Exception as exc:  # a bug here is a crashed verifier, reported, not a hang
-            result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "kind": "crashed", "pid": os.getpid()}
+            error = str(exc) if isinstance(exc, CrewError) else f"{type(exc).__name__}: {exc}"
+            result = {"ok": False, "error": error, "kind": turn_failure_kind(exc), "pid": os.getpid()}
         out.write(json.dumps(result) + "\n")
         out.flush()
     return 0

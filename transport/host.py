@@ -38,7 +38,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from .. import brains
 from ..brains import TurnRequest
-from ..exceptions import BrainConfigError, BrainCrashed, BrainError, ConfigError, ProtocolError, UsageLimited
+from ..exceptions import BrainConfigError, BrainError, ConfigError, ProtocolError, turn_failure_kind
 from . import protocol
 from .codec import MAX_FRAME, message, pack, unpack
 
@@ -407,7 +407,7 @@ class AgentHost:
                 attempt=attempt,
             )
         except Exception as exc:  # every failure is a result; nothing kills the host
-            kind = _failure_kind(exc)
+            kind = turn_failure_kind(exc)
             error = str(exc) if isinstance(exc, (BrainError, ConfigError)) else f"{type(exc).__name__}: {exc}"
             if running.cancel.is_set():
                 kind, error = "cancelled", "turn cancelled"
@@ -456,18 +456,6 @@ def dial_endpoint(bound: str) -> str:
         if host in ("[::]", "::"):
             return f"tcp://[::1]:{port}"
     return bound
-
-
-def _failure_kind(exc: BaseException) -> str:
-    if isinstance(exc, (BrainConfigError, ConfigError)):
-        return "config"
-    if isinstance(exc, UsageLimited):
-        return "usage_limited"
-    if isinstance(exc, BrainCrashed):
-        return "crashed"
-    if isinstance(exc, BrainError):
-        return "error"
-    return "crashed"
 
 
 # -- what a turn changed ----------------------------------------------------------------------
