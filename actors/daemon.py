@@ -224,6 +224,8 @@ class Daemon(pykka.ThreadingActor):
             max_auto_turns=_opt_int(args, "max_auto_turns", defaults.get("max_auto_turns")) or 20,
             max_turns=_opt_int(args, "max_turns", defaults.get("max_turns")) or 200,
             check_timeout=_opt_num(args, "check_timeout", 600.0) or 600.0,
+            step_attempts=_opt_int(args, "step_attempts", 3) or 3,
+            replan_budget=_count(args, "replan_budget", 2),
         )
         now = self.ctx.clock()
         goal_id = secrets.token_hex(4)
@@ -287,6 +289,13 @@ def _opt_int(args: dict, key: str, default: Any) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise UsageError(f"{key} must be a positive integer")
+    return value
+
+
+def _count(args: dict, key: str, default: int) -> int:
+    value = args.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UsageError(f"{key} must be a whole number, 0 or more")
     return value
 
 

@@ -130,8 +130,10 @@ def _render_goal(g: dict[str, Any]) -> str:
 @click.option("--attempt-cap", type=click.IntRange(min=1), help="Held gates the lead may continue from this run (default 5); the next one blocks.")
 @click.option("--max-auto-turns", type=click.IntRange(min=1), help="Turns in a row without a marker before blocking (default 20).")
 @click.option("--check-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Timeout of each check command (default 600).")
+@click.option("--step-attempts", type=click.IntRange(min=1), help="Tries of a plan step before it fails back to the lead (default 3).")
+@click.option("--replan-budget", type=click.IntRange(min=0), help="Replans after failed steps before the goal blocks (default 2).")
 @json_option
-def goal_new(objective, criterion, check, workspace, lead, worker, verifier, token_budget, time_budget, cost_budget, attempt_cap, max_auto_turns, check_timeout, as_json):
+def goal_new(objective, criterion, check, workspace, lead, worker, verifier, token_budget, time_budget, cost_budget, attempt_cap, max_auto_turns, check_timeout, step_attempts, replan_budget, as_json):
     """Start a goal with OBJECTIVE.
 
     \b
@@ -163,6 +165,8 @@ def goal_new(objective, criterion, check, workspace, lead, worker, verifier, tok
         "attempt_cap": attempt_cap,
         "max_auto_turns": max_auto_turns,
         "check_timeout": check_timeout,
+        "step_attempts": step_attempts,
+        "replan_budget": replan_budget,
     }
     view = _call("goal.new", {k: v for k, v in args.items() if v is not None})
     if as_json:

@@ -197,17 +197,18 @@ def test_a_failing_step_is_retried_then_replanned_then_the_goal_blocks_on_the_re
     lead = write_agent(tmp_path, "lead", lead_that_plans([{"title": "fail every time"}], then="plan"))
     worker = write_agent(tmp_path, "worker", WORKER)
     with Supervisor(tmp_path, args=FAST) as sup:
-        goal = sup.new_goal("doomed", "--criterion", "never", "--check", "false", lead=lead, worker=worker, workspace=ws)
+        goal = sup.new_goal("doomed", "--criterion", "never", "--check", "false", "--step-attempts", "2",
+                            "--replan-budget", "1", lead=lead, worker=worker, workspace=ws)
         view = sup.wait_for_status(goal, "blocked", timeout=45)
         assert view["reason"].startswith("replan_budget")
         events = sup.events(goal)
         plans = [e for e in events if e["type"] == "plan"]
-        assert len(plans) == 3  # the first plan and two replans (the default budget)
-        assert len([e for e in events if e["type"] == "step_retry"]) == 6  # 3 attempts per step
+        assert len(plans) == 2  # the first plan and one replan (--replan-budget 1)
+        assert len([e for e in events if e["type"] == "step_retry"]) == 2  # 2 attempts per step
         failed = [e for e in events if e["type"] == "step_failed"]
-        assert len(failed) == 3 and all(e["payload"]["attempts"] == 3 for e in failed)
+        assert len(failed) == 2 and all(e["payload"]["attempts"] == 2 for e in failed)
         assert "exited 3" in failed[0]["payload"]["error"]
-        assert [e["payload"]["kind"] for e in events if e["type"] == "turn_started"] == ["work", "replan", "replan"]
+        assert [e["payload"]["kind"] for e in events if e["type"] == "turn_started"] == ["work", "replan"]
         assert events[-1]["type"] == "blocked" and events[-1]["payload"]["reason"] == "replan_budget"
 
 

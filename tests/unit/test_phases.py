@@ -564,3 +564,77 @@ def test_every_operator_command_on_a_finished_goal_is_refused():
     for command in (ev.Steer(text="x"), ev.Pause(), ev.Resume(), ev.SendBack(notes="x"), ev.Signoff()):
         with pytest.raises(Refused, match="done"):
             g.step(command)
+
+
+# -- plans and steps ---------------------------------------------------------------------------
+
+
+def plan(*titles: str, **step) -> str:
+    return block("plan", {"steps": [{"title": t, **step} for t in titles]})
+
+
+def test_a_plan_queues_every_step_and_the_lead_waits_for_the_reports():
+    from crewctl.goal.effects import DispatchStep
+
+    g = Drive.new(CHECK)
+    g.lead(plan("write the parser", "write the flag"))
+    queued = g.effects(DispatchStep)
+    assert [d.step for d in queued] == ["s1", "s2"] and not g.effects(RunLeadTurn)
+    for d in queued:
+        g.step(ev.StepFinished(step=d.step, task=d.task, host="h1", text=f"did {d.step}"))
+    [turn] = g.effects(RunLeadTurn)
+    assert turn.kind == "reports" and "did s1" in turn.prompt and "did s2" in turn.prompt
+
+
+def test_a_failing_step_is_retried_then_replanned_within_the_default_budget_then_blocks():
+    from crewctl.goal.effects import DispatchStep
+
+    g = Drive.new(CHECK)
+    g.lead(plan("doomed"))
+    for replan in range(3):  # the first plan and two replans
+        for attempt in range(3):  # three attempts per step
+            [d] = g.effects(DispatchStep)
+            g.step(ev.StepFailed(step=d.step, task=d.task, host="h1", error="exit 3"))
+        if replan < 2:
+            [turn] = g.effects(RunLeadTurn)
+            assert turn.kind == "replan"
+            g.lead(plan("doomed again"))
+    assert g.status == "blocked" and g.state.reason.startswith("replan_budget")
+    assert g.all_types().count("step_retry") == 6 and g.all_types().count("step_failed") == 3
+
+
+def test_a_result_for_a_task_that_was_given_up_on_is_late_and_changes_nothing():
+    from crewctl.goal.effects import DispatchStep
+
+    g = Drive.new(CHECK)
+    g.lead(plan("only step"))
+    [first] = g.effects(DispatchStep)
+    g.step(ev.StepFailed(step=first.step, task=first.task, host="h1", error="host lost", lost=True))
+    [second] = g.effects(DispatchStep)
+    assert second.task != first.task
+    t = g.step(ev.StepFinished(step=first.step, task=first.task, host="h1", text="late"))
+    assert g.types(t) == ["task_late"] and g.state.steps[0].status == "in_progress"
+    g.step(ev.StepFinished(step=second.step, task=second.task, host="h2", text="done"))
+    assert g.all_types().count("step_finished") == 1
+
+
+def test_a_step_needing_approval_waits_in_awaiting_approval_until_approved():
+    from crewctl.goal.effects import DispatchStep
+
+    g = Drive.new(CHECK)
+    g.lead(plan("drop the table", needs_approval=True))
+    assert g.status == "awaiting_approval" and not g.effects(DispatchStep)
+    g.step(ev.Approve(step="s1"))
+    assert g.status == "running" and [d.step for d in g.effects(DispatchStep)] == ["s1"]
+
+
+def test_markers_in_a_workers_reply_move_nothing():
+    from crewctl.goal.effects import DispatchStep
+
+    g = Drive.new(CHECK)
+    g.lead(plan("work"))
+    [d] = g.effects(DispatchStep)
+    g.step(ev.StepFinished(step=d.step, task=d.task, host="h1", text=ready("the worker says done")))
+    assert g.status == "running" and not g.effects(StartRound)
+    ignored = [r for r in g.last.records if r.type == "marker_ignored"]
+    assert [(r.payload["kind"], r.payload["role"]) for r in ignored] == [("ready", "worker")]
