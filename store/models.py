@@ -134,8 +134,8 @@ class TurnRow(_Base):
     input_tokens = pw.IntegerField(default=0)
     output_tokens = pw.IntegerField(default=0)
     cached_tokens = pw.IntegerField(default=0)
-    cost_usd = pw.FloatField(null=True)
-    seconds = pw.FloatField(default=0.0)
+    cost_usd = pw.DoubleField(null=True)  # DOUBLE PRECISION on PostgreSQL (FloatField is a 4-byte REAL there)
+    seconds = pw.DoubleField(default=0.0)
     started_at = pw.CharField(max_length=40)
     finished_at = pw.CharField(max_length=40, null=True)
 
