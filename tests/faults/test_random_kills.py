@@ -101,8 +101,9 @@ def check_invariants(events: list[dict]) -> None:
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_random_kills_of_workers_verifiers_and_the_supervisor_lose_nothing(tmp_path, seed):
+def test_random_kills_of_workers_verifiers_and_the_supervisor_lose_nothing(tmp_path, seed, request):
     rng = random.Random(seed)
+    db = request.getfixturevalue("postgres_server").url(f"kills_{seed}") if seed % 2 else None  # odd seeds: PostgreSQL
     ws = tmp_path / "ws"
     ws.mkdir()
     marks = tmp_path / "busy"
@@ -112,7 +113,7 @@ def test_random_kills_of_workers_verifiers_and_the_supervisor_lose_nothing(tmp_p
     verifier = write_agent(tmp_path, "verifier", VERIFIER)
     # A fixed endpoint, as a real deployment has: workers reconnect to a restarted supervisor.
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    sup = Supervisor(tmp_path, args=["--heartbeat", "0.2", "--local-workers", "0", "--listen", endpoint])
+    sup = Supervisor(tmp_path, db=db, args=["--heartbeat", "0.2", "--local-workers", "0", "--listen", endpoint])
     sup.start()
     workers = {name: _worker(sup, name, ws, endpoint) for name in ("alpha", "beta")}
     kills: list[str] = []
@@ -173,7 +174,7 @@ def test_random_kills_of_workers_verifiers_and_the_supervisor_lose_nothing(tmp_p
 def _converged(sup: Supervisor, goal: str) -> bool:
     from crewctl.store import open_store
 
-    store = open_store(None, sup.home, create=False)  # a direct read: far cheaper than a CLI call
+    store = open_store(sup.db, sup.home, create=False)  # a direct read: far cheaper than a CLI call
     try:
         state, _ = store.load_goal(goal)
     finally:

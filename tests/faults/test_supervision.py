@@ -19,12 +19,12 @@ def ws(tmp_path):
     return str(path)
 
 
-def test_a_lead_whose_brain_crashes_on_every_turn_reaches_crash_loop_and_stops_retrying(tmp_path, ws):
+def test_a_lead_whose_brain_crashes_on_every_turn_reaches_crash_loop_and_stops_retrying(tmp_path, ws, db_url):
     lead = write_agent(tmp_path, "lead", """
         count()
         os.kill(os.getpid(), 9)
     """)
-    with Supervisor(tmp_path) as sup:
+    with Supervisor(tmp_path, db=db_url) as sup:
         goal = sup.new_goal("x", "--criterion", "c", "--check", "true", lead=lead, workspace=ws)
         view = sup.wait_for_status(goal, "blocked")
         assert view["reason"].startswith("crash_loop")
@@ -47,7 +47,7 @@ def test_a_lead_whose_brain_crashes_on_every_turn_reaches_crash_loop_and_stops_r
         assert int((tmp_path / "lead.state" / "turns").read_text()) == phases.RESTART_INTENSITY + 1
 
 
-def test_sigterm_lets_the_running_turn_finish_and_record_before_exiting(tmp_path, ws):
+def test_sigterm_lets_the_running_turn_finish_and_record_before_exiting(tmp_path, ws, db_url):
     lead = write_agent(tmp_path, "lead", """
         n = count()
         if n == 1:
@@ -57,7 +57,7 @@ def test_sigterm_lets_the_running_turn_finish_and_record_before_exiting(tmp_path
                 time.sleep(0.02)
         marker("READY", {"summary": "turn %d" % n})
     """)
-    with Supervisor(tmp_path) as sup:
+    with Supervisor(tmp_path, db=db_url) as sup:
         goal = sup.new_goal("x", "--criterion", "c", "--check", "true", lead=lead, workspace=ws)
         wait_until(lambda: (tmp_path / "lead.state" / "started").exists())
         sup.proc.send_signal(signal.SIGTERM)
@@ -74,7 +74,7 @@ def test_sigterm_lets_the_running_turn_finish_and_record_before_exiting(tmp_path
         assert [e["payload"]["role"] for e in reruns] == ["verifier"]  # the round drained away reruns; the lead turn does not
 
 
-def test_a_turn_longer_than_the_grace_period_is_stopped_and_rerun_on_the_next_start(tmp_path, ws):
+def test_a_turn_longer_than_the_grace_period_is_stopped_and_rerun_on_the_next_start(tmp_path, ws, db_url):
     lead = write_agent(tmp_path, "lead", """
         n = count()
         if n == 1:
@@ -82,7 +82,7 @@ def test_a_turn_longer_than_the_grace_period_is_stopped_and_rerun_on_the_next_st
             time.sleep(60)
         marker("READY", {"summary": "turn %d" % n})
     """)
-    with Supervisor(tmp_path) as sup:  # started with --grace 2
+    with Supervisor(tmp_path, db=db_url) as sup:  # started with --grace 2
         goal = sup.new_goal("x", "--criterion", "c", "--check", "true", lead=lead, workspace=ws)
         wait_until(lambda: (tmp_path / "lead.state" / "started").exists())
         sup.proc.send_signal(signal.SIGTERM)
@@ -94,7 +94,7 @@ def test_a_turn_longer_than_the_grace_period_is_stopped_and_rerun_on_the_next_st
         assert [(e["payload"]["role"], e["payload"]["turn"]) for e in reruns] == [("lead", 1)]
 
 
-def test_a_criteria_edit_racing_the_end_of_a_turn_survives(tmp_path, ws):
+def test_a_criteria_edit_racing_the_end_of_a_turn_survives(tmp_path, ws, db_url):
     lead = write_agent(tmp_path, "lead", """
         n = count()
         open(os.path.join(state_dir, "started%d" % n), "w").write("1")
@@ -106,7 +106,7 @@ def test_a_criteria_edit_racing_the_end_of_a_turn_survives(tmp_path, ws):
     edited = tmp_path / "criteria.json"
     edited.write_text('[{"id": "c1", "text": "the file exists", "verify": {"run": "true"}}, '
                       '{"id": "c2", "text": "added during the turn", "verify": {"run": "true"}}]')
-    with Supervisor(tmp_path) as sup:
+    with Supervisor(tmp_path, db=db_url) as sup:
         goal = sup.new_goal("x", "--criterion", "the file exists", "--check", "true", lead=lead, workspace=ws)
         wait_until(lambda: (tmp_path / "lead.state" / "started1").exists())
         (tmp_path / "lead.state" / "go").write_text("1")  # the turn ends now, while the edit is sent
