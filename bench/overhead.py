@@ -43,7 +43,8 @@ every transition the supervisor applied is replayed afterwards, timing `phases.s
 and `Store.commit` alone (into a scratch store, same SQLite settings, with the same turn
 and session writes). Median over --runs runs, per turn.
 
-Also shown: the bytes an API brain sends per turn, the prompt plus that stored history.
+Also shown: the bytes an API brain sends per turn: the prompt plus the bounded window of the
+stored history that brains/_http.py sends (the last exchange whole, older prompts stubbed).
 """
 
 from __future__ import annotations
@@ -65,12 +66,14 @@ from typing import Any
 from crewctl import brains
 from crewctl.actors import roles
 from crewctl.actors.daemon import DaemonOptions, run_daemon
-from crewctl.brains.base import TurnReply, Usage
+from crewctl.brains._http import messages_of
+from crewctl.brains.base import Message, TurnReply, TurnRequest, Usage
 from crewctl.config import Config
 from crewctl.goal import events as ev
 from crewctl.goal import phases, prompts
 from crewctl.goal.model import GoalState, Steer
 from crewctl.store import SessionWrite, TurnWrite, open_store
+from crewctl.store.repository import MAX_SESSION_MESSAGES
 from crewctl.transport import control
 
 KIB = 1024
@@ -136,7 +139,7 @@ def lead_reply(n: int) -> dict[str, Any]:
     if n in READY_AT:
         r = READY_AT[n]
         entry["text"] += (
-            f"\nEverything should be in place now.\n\nCREW_READY_BEGIN\n"
+            "\nEverything should be in place now.\n\nCREW_READY_BEGIN\n"
             + json.dumps({"summary": f"round-{r}: budgets added to goal new, goal budget and goal show; "
                                      "README section written; tests added",
                           "evidence": ["pytest -q: 230 passed", "crewctl goal show --json | jq .budget"]})
@@ -438,11 +441,14 @@ def main() -> int:
             assert [b.prompt for b in run.built] == [b.prompt for b in leads], "the runs built different prompts"
     replies = [lead_reply(n)["text"] for n in range(1, args.turns + 1)]
     splits = [split(b) for b in leads]
-    history_cap = 40
+    history_cap = MAX_SESSION_MESSAGES
     api_bytes = []
     for i, b in enumerate(leads):
-        past = [m for j in range(i) for m in (leads[j].prompt, replies[j])]
-        api_bytes.append(sum(len(m.encode()) for m in past[-history_cap:]) + len(b.prompt.encode()))
+        # What openai:/anthropic: really send: the stored history through the brains' window.
+        past = [Message(role, text) for j in range(i) for role, text in (("user", leads[j].prompt), ("assistant", replies[j]))]
+        request = TurnRequest(role="lead", goal_id="g", session_id="s", turn=i + 1, prompt=b.prompt, workdir=".",
+                              history=tuple(past[-history_cap:]))
+        api_bytes.append(sum(len(m["content"].encode()) for m in messages_of(request)))
     cpu = {m.name: m.cpu() for m in modes}
     base = {m.name: m.base() for m in modes}
     plain, api = modes[0].name, modes[1].name
@@ -482,8 +488,8 @@ def main() -> int:
     print(f"crewctl adds {min(adds)}-{max(adds)} bytes to each lead prompt ({min(own)}-{max(own)} its own text, "
           f"the rest the operator's goal restated); the lead's replies are {min(reply_bytes)}-{max(reply_bytes)} bytes")
     print(f"  same goal state, same kind of turn, turn 2 to turn {len(leads)}: at most {spread} bytes apart")
-    print(f"  an API brain's request (prompt + stored history) grows to {max(api_bytes)} bytes by turn {len(leads)}; "
-          f"the store keeps at most {history_cap} messages, so it stops growing at turn {history_cap // 2 + 1}")
+    print(f"  an API brain's request (prompt + its window of the stored history) is {min(api_bytes)}-{max(api_bytes)} bytes; "
+          f"turn {len(leads) // 2} to turn {len(leads)}: {max(api_bytes[len(leads) // 2 - 1:]) - min(api_bytes[len(leads) // 2 - 1:])} bytes apart")
     for name in (plain, api):
         early, late = halves(cpu[name])
         step_early, step_late = halves([x[0] for x in base[name]])
