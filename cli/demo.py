@@ -135,6 +135,7 @@ def demo_command(keep):
     if keep:
         say(f"\nKept the demo's project and home in {root}")
     else:
+        say("  (this project is removed now; `crewctl demo --keep` keeps it to try these on)")
         shutil.rmtree(root, ignore_errors=True)
     if not ok:
         raise click.ClickException("the demo did not reach done")

@@ -37,7 +37,7 @@ def running_goal(sup, tmp_path):
     lead = write_agent(tmp_path, "lead", """
         deadline = time.time() + 120
         while time.time() < deadline and not os.path.exists(os.path.join(state_dir, "stop")):
-            time.sleep(0.05)
+            time.sleep(0.05)  # poll: the agent works until the test says stop, with a deadline
     """)
     ws = tmp_path / "ws"
     ws.mkdir()

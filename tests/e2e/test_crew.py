@@ -30,7 +30,7 @@ if title.startswith("hang") and not os.path.exists(os.path.join(state_dir, "hang
     os.replace(os.path.join(state_dir, "hang.tmp"), os.path.join(state_dir, "hang-started"))
     deadline = time.time() + 60
     while time.time() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.05)  # poll: the agent hangs until its host is killed, with a deadline
     sys.exit(1)
 if title.startswith("stall") and not os.path.exists(os.path.join(state_dir, "stall-started")):
     # The first run waits for the test's go-ahead (its host is frozen meanwhile), then reports.
@@ -39,7 +39,7 @@ if title.startswith("stall") and not os.path.exists(os.path.join(state_dir, "sta
     os.replace(os.path.join(state_dir, "stall.tmp"), os.path.join(state_dir, "stall-started"))
     deadline = time.time() + 60
     while not os.path.exists(os.path.join(state_dir, "release")) and time.time() < deadline:
-        time.sleep(0.02)
+        time.sleep(0.02)  # poll: the agent waits for the test's go-ahead, with a deadline
 if title.startswith("fail"):
     sys.stderr.write("this step always fails\n")
     sys.exit(3)

@@ -139,7 +139,7 @@ def test_a_steer_sent_while_the_lead_works_reaches_its_next_prompt_exactly_once(
             open(os.path.join(state_dir, "started"), "w").write("1")
             deadline = time.time() + 60
             while not os.path.exists({str(go)!r}) and time.time() < deadline:
-                time.sleep(0.02)
+                time.sleep(0.02)  # poll: the agent waits for the test's go-ahead, with a deadline
             say("still working")
         elif n < 4:
             say("working more")
@@ -232,7 +232,7 @@ def test_a_supervisor_killed_during_a_verifier_turn_finishes_the_goal_after_rest
         open(os.path.join(state_dir, "running"), "w").write(str(n))
         deadline = time.time() + 60
         while n == 1 and not os.path.exists({str(release)!r}) and time.time() < deadline:
-            time.sleep(0.02)
+            time.sleep(0.02)  # poll: the agent waits for the test's go-ahead, with a deadline
         import re
         ids = re.findall(r"^- (c\\d+):", prompt, re.M)
         marker("VERIFY", {{"results": [{{"id": i, "verdict": "pass", "evidence": "ok"}} for i in ids]}})

@@ -39,7 +39,7 @@ def test_pause_stops_the_running_turn_and_resume_runs_it_again(sup, ws, tmp_path
         n = count()
         open(os.path.join(state_dir, "pid%d" % n), "w").write(str(os.getpid()))
         if n == 1:
-            time.sleep(60)
+            time.sleep(60)  # the agent's turn runs until the test pauses it: that is what is tested
         marker("READY", {"summary": "turn %d" % n})
     """)
     goal = sup.new_goal("x", "--criterion", "c", "--check", "true", lead=lead, workspace=ws)

@@ -29,7 +29,7 @@ open(busy, "w").close()
 """
 
 LEAD = """
-time.sleep(0.2)
+time.sleep(0.2)  # the agent's turn takes a moment: a window to kill the supervisor in
 if "Reports since your last turn" in prompt or "The gate held at round" in prompt or "The operator steers" in prompt:
     if "The gate held at round" in prompt or os.path.exists("fixed.txt"):
         open("fixed.txt", "w").write("fixed")

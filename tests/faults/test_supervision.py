@@ -54,7 +54,7 @@ def test_sigterm_lets_the_running_turn_finish_and_record_before_exiting(tmp_path
             open(os.path.join(state_dir, "started"), "w").write("1")
             deadline = time.time() + 30
             while not os.path.exists(os.path.join(state_dir, "go")) and time.time() < deadline:
-                time.sleep(0.02)
+                time.sleep(0.02)  # poll: the agent waits for the test's go-ahead, with a deadline
         marker("READY", {"summary": "turn %d" % n})
     """)
     with Supervisor(tmp_path, db=db_url) as sup:
@@ -79,7 +79,7 @@ def test_a_turn_longer_than_the_grace_period_is_stopped_and_rerun_on_the_next_st
         n = count()
         if n == 1:
             open(os.path.join(state_dir, "started"), "w").write("1")
-            time.sleep(60)
+            time.sleep(60)  # the agent's turn outlasts the grace period: that is what is tested
         marker("READY", {"summary": "turn %d" % n})
     """)
     with Supervisor(tmp_path, db=db_url) as sup:  # started with --grace 2
@@ -100,7 +100,7 @@ def test_a_criteria_edit_racing_the_end_of_a_turn_survives(tmp_path, ws, db_url)
         open(os.path.join(state_dir, "started%d" % n), "w").write("1")
         deadline = time.time() + 30
         while n == 1 and not os.path.exists(os.path.join(state_dir, "go")) and time.time() < deadline:
-            time.sleep(0.005)
+            time.sleep(0.005)  # poll: the agent waits for the test's go-ahead, with a deadline
         marker("READY", {"summary": "turn %d" % n})
     """)
     edited = tmp_path / "criteria.json"
