@@ -9,7 +9,6 @@ the wrong shape or the wrong version is dropped and counted and never stops the 
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import zmq
 
 from ..exceptions import ProtocolError
 from .codec import MAX_FRAME, SUPPORTED_VERSIONS, message, pack, unpack
+from .wake import WakePipe
 
 __all__ = ["Broker", "Endpoint"]
 
@@ -48,11 +48,8 @@ class Broker(threading.Thread):
         self.endpoints = {e.name: e for e in endpoints}
         self.context = context or zmq.Context.instance()
         self._outbox: queue.SimpleQueue[tuple[str, bytes, bytes]] = queue.SimpleQueue()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
+        self._waker = WakePipe()
         self._stopping = threading.Event()
-        self._pipe_lock = threading.Lock()  # the wake pipe is closed once, never written after
-        self._pipe_open = True
         self.ready = threading.Event()
         self.failed: BaseException | None = None
         self._sockets: dict[str, zmq.Socket] = {}
@@ -72,13 +69,7 @@ class Broker(threading.Thread):
         return {name: e.dropped for name, e in self.endpoints.items()}
 
     def _wake(self) -> None:
-        with self._pipe_lock:
-            if not self._pipe_open:
-                return
-            try:
-                os.write(self._wake_w, b"x")
-            except (BlockingIOError, OSError):
-                pass  # the pipe is full, so the loop is already awake
+        self._waker.wake()
 
     # -- the broker thread ------------------------------------------------------------------
 
@@ -96,12 +87,12 @@ class Broker(threading.Thread):
         for name, sock in self._sockets.items():
             poller.register(sock, zmq.POLLIN)
             by_socket[sock] = self.endpoints[name]
-        poller.register(self._wake_r, zmq.POLLIN)
+        poller.register(self._waker.fileno(), zmq.POLLIN)
         try:
             while not self._stopping.is_set():
                 for item, _ in poller.poll(1000):
-                    if item == self._wake_r:
-                        self._drain_wake()
+                    if item == self._waker.fileno():
+                        self._waker.drain()
                         self._flush_outbox()
                     else:
                         self._receive(item, by_socket[item])
@@ -124,13 +115,6 @@ class Broker(threading.Thread):
             sock.bind(e.bind)
             e.bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
             self._sockets[name] = sock
-
-    def _drain_wake(self) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
 
     def _flush_outbox(self) -> None:
         while True:
@@ -191,10 +175,4 @@ class Broker(threading.Thread):
         for sock in self._sockets.values():
             sock.close(0)
         self._sockets.clear()
-        with self._pipe_lock:
-            self._pipe_open = False
-            for fd in (self._wake_r, self._wake_w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        self._waker.close()

@@ -40,6 +40,7 @@ from .. import brains
 from ..brains import TurnRequest
 from ..exceptions import BrainConfigError, BrainError, ConfigError, ProtocolError, turn_failure_kind
 from . import protocol
+from .wake import WakePipe
 from .codec import MAX_FRAME, message, pack, unpack
 
 __all__ = ["AgentHost", "HostSettings", "changed_files", "dial_endpoint", "snapshot_tree"]
@@ -99,11 +100,7 @@ class AgentHost:
         self.tasks_done = 0
         self._stop = threading.Event()
         self._results: queue.SimpleQueue[dict] = queue.SimpleQueue()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._pipe_lock = threading.Lock()
-        self._pipe_open = True
+        self._waker = WakePipe()
         self._running: dict[str, _Running] = {}
         self._running_lock = threading.Lock()
         self._queue: queue.SimpleQueue[_Running | None] = queue.SimpleQueue()  # tasks for the task threads
@@ -143,13 +140,7 @@ class AgentHost:
             return list(self._running)
 
     def _wake(self) -> None:
-        with self._pipe_lock:
-            if not self._pipe_open:
-                return
-            try:
-                os.write(self._wake_w, b"x")
-            except (BlockingIOError, OSError):
-                pass
+        self._waker.wake()
 
     # -- the I/O thread --------------------------------------------------------------------
 
@@ -203,7 +194,7 @@ class AgentHost:
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(monitor, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
+        poller.register(self._waker.fileno(), zmq.POLLIN)
         interval = self.s.heartbeat  # how often we beat
         silence = self.s.heartbeat * self.s.liveness  # how long the daemon may say nothing
         welcomed = False
@@ -230,7 +221,7 @@ class AgentHost:
                     elif item is monitor:
                         self._monitor_event(monitor, endpoint)
                     else:
-                        self._drain_wake()
+                        self._waker.drain()
                 self._flush_results(sock)
                 now = time.monotonic()
                 if now >= next_beat:
@@ -320,13 +311,6 @@ class AgentHost:
             log.error("host %s: the supervisor refused us: %s%s", self.s.name, self.refused, f" (it speaks protocol {speaks})" if speaks else "")
             return "refused"
         return kind
-
-    def _drain_wake(self) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
 
     def _flush_results(self, sock: zmq.Socket) -> None:
         while True:
@@ -438,13 +422,7 @@ class AgentHost:
                 running.cancel.set()
         for _ in self._workers:
             self._queue.put(None)  # each task thread ends after its current turn
-        with self._pipe_lock:
-            self._pipe_open = False
-            for fd in (self._wake_r, self._wake_w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        self._waker.close()
 
 
 def dial_endpoint(bound: str) -> str:
