@@ -14,6 +14,7 @@ from ..store import SessionWrite, TurnWrite
 __all__ = [
     "ControlRequest",
     "Deliver",
+    "Perform",
     "Reply",
     "RoleCrashed",
     "RunTurn",

@@ -180,7 +180,7 @@ def step(state: GoalState, event: ev.Event, now: datetime) -> Transition:
     handler = _HANDLERS.get(type(event))
     if handler is None:
         raise TypeError(f"not a goal event: {event!r}")
-    if state.status in TERMINAL and type(event) not in _ALWAYS:
+    if state.status in TERMINAL:
         if type(event) in _OPERATOR:
             raise Refused(f"goal {state.id} is {state.status}")
         return Transition(state, (), ())  # late results for a finished goal change nothing
@@ -1230,4 +1230,3 @@ _HANDLERS: dict[type, Callable[[_T, Any], None]] = {
 _OPERATOR = frozenset(
     {ev.Answer, ev.EditCriteria, ev.Steer, ev.Pause, ev.Resume, ev.Cancel, ev.RaiseBudget, ev.Approve, ev.Signoff, ev.SendBack}
 )
-_ALWAYS: frozenset[type] = frozenset()
