@@ -22,7 +22,7 @@ from typing import Any
 import zmq
 
 from ..transport.codec import pack, unpack
-from .process import Supervisor, crewctl_binary, wait_until
+from .process import Supervisor, crewctl_binary, read_log, wait_until
 
 __all__ = ["RawPeer", "WorkerProcess", "host_names", "status", "wait_for_host", "wait_host_gone"]
 
@@ -116,11 +116,7 @@ class WorkerProcess:
         return self.proc.wait(timeout=timeout)
 
     def log(self) -> str:
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return read_log(self.log_path)
 
 
 class RawPeer:

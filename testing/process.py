@@ -14,6 +14,15 @@ from typing import Any, Callable, Iterable
 __all__ = ["CliResult", "Supervisor", "crewctl_binary", "run_cli", "wait_until"]
 
 
+def read_log(path: str) -> str:
+    """A process's log so far ("" if it has none yet)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def crewctl_binary() -> str:
     """The `crewctl` console script installed next to this interpreter."""
     path = os.path.join(os.path.dirname(sys.executable), "crewctl")
@@ -154,11 +163,7 @@ class Supervisor:
         return self.proc.pid
 
     def log(self) -> str:
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return read_log(self.log_path)
 
     def info(self) -> dict[str, Any]:
         with open(os.path.join(self.home, "daemon.json")) as f:
