@@ -22,6 +22,7 @@ __all__ = [
     "RunLeadTurn",
     "RunVerifierTurn",
     "StartRound",
+    "TakeBaseline",
     "Transition",
     "WakeAt",
 ]
@@ -55,6 +56,19 @@ class StartRound:
     model_needed: bool
     timeout: float
     rerun: bool = False
+    protect: Any = None  # a goal.protect.RoundPlan, or None when protection is off
+
+
+@dataclass(frozen=True)
+class TakeBaseline:
+    """Hash the workspace's protected files now, outside any sandbox, and apply the result
+    (a BaselineTaken event) before performing any effect that follows this one: the lead and
+    workers a LOCK starts come after it, so they never run against a goal without a baseline.
+    """
+
+    mode: str  # "full" replaces the baseline; "add" pins newly covered files only
+    reason: str  # "lock", "criteria", "protect", "recover"
+    scope: Any  # a goal.protect.Scope: what to hash
 
 
 @dataclass(frozen=True)
@@ -98,7 +112,7 @@ class Release:
     """The goal reached a terminal status: stop its actors."""
 
 
-Effect = RunLeadTurn | StartRound | RunVerifierTurn | EndRound | DispatchStep | CancelWork | WakeAt | Release
+Effect = RunLeadTurn | StartRound | RunVerifierTurn | EndRound | DispatchStep | CancelWork | WakeAt | Release | TakeBaseline
 
 
 class Transition(NamedTuple):

@@ -7,7 +7,7 @@ frozen value, so a test can drive the phase machine with no threads, sockets or 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .model import Criterion
@@ -16,8 +16,10 @@ __all__ = [
     "ActorCrashed",
     "Answer",
     "Approve",
+    "BaselineTaken",
     "Cancel",
     "EditCriteria",
+    "EditProtect",
     "Event",
     "Fail",
     "Pause",
@@ -104,6 +106,15 @@ class SendBack:
     notes: str
 
 
+@dataclass(frozen=True)
+class EditProtect:
+    """`crewctl goal protect`: patterns already validated; applies from the next round."""
+
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+    rebaseline: bool = False
+
+
 # -- actors -----------------------------------------------------------------------------
 
 
@@ -123,6 +134,10 @@ class RoundFinished:
     `checks` maps criterion id to {"exit": int | None, "output": str, "timed_out": bool};
     it is None for a corrective verifier turn (the round's checks are already known).
     `text` is None when every criterion is a check command and no model ran.
+    `protected` holds the protected-path findings as (path, kind, rule); None means the
+    check did not run (protection off, or a corrective turn). `refused` says why the round
+    was held before any check ran for another reason (a snapshot over its quota, no
+    baseline). `snapshot` is a small summary of the round's snapshot for the timeline.
     """
 
     round: int
@@ -131,6 +146,9 @@ class RoundFinished:
     checks: Mapping[str, Mapping[str, Any]] | None = None
     usage: TurnUsage = TurnUsage()
     host_pid: int | None = None
+    protected: tuple[tuple[str, str, str], ...] | None = None
+    refused: str | None = None
+    snapshot: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +209,20 @@ class Fail:
     reason: str
 
 
+@dataclass(frozen=True)
+class BaselineTaken:
+    """The supervisor hashed the protected files a TakeBaseline asked for.
+
+    `observed` maps each candidate path (goal.protect.candidates) to its content hash;
+    `error` says why nothing could be hashed.
+    """
+
+    mode: str
+    reason: str
+    observed: Mapping[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+
 Event = (
     Answer
     | EditCriteria
@@ -202,6 +234,7 @@ Event = (
     | Approve
     | Signoff
     | SendBack
+    | EditProtect
     | TurnFinished
     | RoundFinished
     | TurnFailed
@@ -212,4 +245,5 @@ Event = (
     | Wake
     | Recover
     | Fail
+    | BaselineTaken
 )

@@ -18,6 +18,7 @@ __all__ = [
     "GoalState",
     "HOLDS",
     "InFlight",
+    "Protect",
     "Question",
     "Report",
     "STATUSES",
@@ -134,6 +135,24 @@ class InFlight:
 
 
 @dataclass(frozen=True)
+class Protect:
+    """A goal's protected paths (the rules are in goal/protect.py; the file hashes live in
+    GoalState.baseline). The default value is "off": a goal stored before protected paths
+    existed has none, and a new goal always gets its settings from `protect.settings`."""
+
+    enabled: bool = False
+    patterns: tuple[str, ...] = ()  # pinned patterns
+    defaults: bool = False  # `patterns` are the built-in ones, which apply only when a criterion has a check
+    forbidden: tuple[str, ...] = ()
+    off: str | None = None  # why it is off, when the operator turned it off ("--no-protect")
+    baseline_at: str | None = None  # when the baseline in force was recorded
+    owed: str | None = None  # "full" or "add": a baseline is due before anything else runs
+    error: str | None = None  # why the last baseline could not be recorded
+    unmatched: tuple[str, ...] = ()  # operator patterns that matched no file at the last baseline
+    findings: tuple[tuple[str, str, str], ...] = ()  # the last round's (path, kind, rule)
+
+
+@dataclass(frozen=True)
 class Budget:
     tokens: int | None = None
     seconds: float | None = None
@@ -210,6 +229,9 @@ class GoalState:
 
     check_timeout: float = 600.0
 
+    protect: Protect = Protect()
+    baseline: tuple[tuple[str, str, str], ...] = ()  # (rule, path, content hash), sorted; its own table
+
     @property
     def open_clarify(self) -> ClarifyRound | None:
         if self.clarify and self.clarify[-1].answers is None:
@@ -267,6 +289,7 @@ _NESTED.update(
         (GoalState, "in_flight"): InFlight,
         (GoalState, "budget"): Budget,
         (GoalState, "spend"): Spend,
+        (GoalState, "protect"): Protect,
         (ClarifyRound, "questions"): Question,
     }
 )

@@ -24,6 +24,7 @@ from typing import Any, Callable
 from ..exceptions import Refused
 from . import events as ev
 from . import markers, prompts
+from . import protect as protection
 from .effects import (
     CancelWork,
     DispatchStep,
@@ -33,6 +34,7 @@ from .effects import (
     RunLeadTurn,
     RunVerifierTurn,
     StartRound,
+    TakeBaseline,
     Transition,
     WakeAt,
 )
@@ -43,6 +45,7 @@ from .model import (
     Criterion,
     GoalState,
     InFlight,
+    Protect,
     Question,
     Report,
     Spend,
@@ -83,6 +86,7 @@ class GoalSettings:
         check_timeout: float = 600.0,
         replan_budget: int = 2,
         step_attempts: int = 3,
+        protect: Protect = Protect(),
     ) -> None:
         self.roster = roster
         self.budget = budget
@@ -92,6 +96,7 @@ class GoalSettings:
         self.check_timeout = check_timeout
         self.replan_budget = replan_budget
         self.step_attempts = step_attempts
+        self.protect = protect  # goal.protect.settings(...); the pure default is off
 
 
 # -- the builder every handler uses --------------------------------------------------------
@@ -154,6 +159,7 @@ def new_goal(
         check_timeout=settings.check_timeout,
         replan_budget=settings.replan_budget,
         step_attempts=settings.step_attempts,
+        protect=settings.protect,
     )
     t = _T(state, now)
     t.emit(
@@ -164,6 +170,8 @@ def new_goal(
         budget=_budget_dict(settings.budget),
         attempt_cap=settings.attempt_cap,
     )
+    if settings.protect.off:
+        t.emit("protect_off", reason=settings.protect.off)
     if criteria:
         _lock(t, criteria, statement=None, by="operator")
         _lead_turn(t, "work", automatic=False)
@@ -440,6 +448,7 @@ def _lock(t: _T, criteria: tuple[Criterion, ...], *, statement: str | None, by: 
         resume_to=None,
     )
     t.emit("lock", by=by, revision=s.revision + 1, criteria=[_criterion_dict(c) for c in t.state.criteria], statement=statement)
+    _owe_baseline(t, protection.FULL, "lock")
 
 
 # -- plans and steps -------------------------------------------------------------------------
@@ -655,6 +664,7 @@ def _start_round(t: _T, turn: int, *, rerun: bool) -> None:
             model_needed=model_needed,
             timeout=s.check_timeout,
             rerun=rerun,
+            protect=protection.round_plan(s.protect, s.baseline, s.id),
         )
     )
 
@@ -676,6 +686,8 @@ def _on_round_finished(t: _T, e: ev.RoundFinished) -> None:
     t.set(in_flight=None, errors_in_row=0, last_error=None, retry_at=None)
     checks = e.checks if e.checks is not None else (s.round_checks or {})
     t.set(round_checks=dict(checks))
+    if _held_before_checks(t, e):
+        return
 
     model_verdicts: dict[str, tuple[str, str]] = {}
     if e.text is not None:
@@ -894,6 +906,8 @@ def _on_actor_crashed(t: _T, e: ev.ActorCrashed) -> None:
 
 def _on_recover(t: _T, e: ev.Recover) -> None:
     """The supervisor (re)started with this goal: pick up whatever was in flight."""
+    if t.state.protect.owed:
+        _owe_baseline(t, t.state.protect.owed, "recover")  # first: nothing may run without it
     s = t.state
     if s.status == "budget_limited" and _winding_down(s) and s.retry_at is None:
         _rerun_in_flight(t)  # the one wind-down turn still owes its report
@@ -952,6 +966,7 @@ def _on_edit_criteria(t: _T, e: ev.EditCriteria) -> None:
         return
     t.set(criteria=merged_t, revision=s.revision + 1)
     t.emit("criteria_updated", revision=s.revision + 1, criteria=[_criterion_dict(c) for c in merged_t])
+    _owe_baseline(t, protection.ADD, "criteria")  # a new check command may name a new file
     if s.status == "awaiting_signoff" and any(c.status != "pass" for c in merged_t):
         t.set(status="running", reports=t.state.reports + (Report(kind="criteria_updated", text="see the criteria"),))
         if s.in_flight is None:
@@ -1205,6 +1220,118 @@ def _budget_dict(b: Budget) -> dict:
     return {"tokens": b.tokens, "seconds": b.seconds, "cost_usd": b.cost_usd}
 
 
+# -- protected paths ----------------------------------------------------------------------------
+
+
+def _owe_baseline(t: _T, mode: str, reason: str) -> None:
+    """Ask for a baseline now. The supervisor applies it before the effects after this one."""
+    s = t.state
+    if not s.protect.enabled or not s.criteria:
+        return
+    if mode == protection.ADD and s.protect.baseline_at is None and s.protect.owed is None:
+        return  # no baseline to add to (it failed): only the operator's --rebaseline makes one
+    owed = protection.FULL if protection.FULL in (mode, s.protect.owed) else mode
+    t.set(protect=replace(s.protect, owed=owed))
+    t.do(TakeBaseline(mode=owed, reason=reason, scope=protection.scope(s.protect, _checks(s))))
+
+
+def _checks(s: GoalState) -> tuple[str, ...]:
+    return tuple(c.check for c in s.criteria if c.check is not None)
+
+
+def _on_baseline_taken(t: _T, e: ev.BaselineTaken) -> None:
+    s = t.state
+    p = s.protect
+    if not p.enabled or p.owed is None:
+        return  # superseded (protection edited) or already recorded
+    if e.error is not None:
+        error = markers.collapse(e.error, _REASON_CAP)
+        # Fail-closed: the old baseline (if any) stays in force; with none, every round holds.
+        t.set(protect=replace(p, owed=None, error=error))
+        t.emit("protect_baseline", mode=e.mode, reason=e.reason, error=error)
+        return
+    sc = protection.scope(p, _checks(s))
+    entries, unmatched = protection.build_baseline(sc, e.observed, s.baseline, e.mode)
+    unmatched = () if p.defaults else unmatched  # built-in patterns need not match anything
+    t.set(baseline=entries, protect=replace(p, owed=None, error=None, baseline_at=_iso(t.now), unmatched=unmatched))
+    t.emit(
+        "protect_baseline",
+        mode=e.mode,
+        reason=e.reason,
+        pinned=len(protection.pinned_files(entries)),
+        forbidden_present=protection.forbidden_present(entries)[:50],
+        unmatched=list(unmatched),
+    )
+
+
+def _on_edit_protect(t: _T, e: ev.EditProtect) -> None:
+    s = t.state
+    p = s.protect
+    if not p.enabled:
+        why = f"it was created with {p.off}" if p.off else "it was created before crewctl protected paths"
+        raise Refused(f"goal {s.id} has no protected paths ({why})")
+    if not (e.add or e.remove or e.rebaseline):
+        raise Refused("nothing to change: give --add, --remove or --rebaseline")
+    for glob in e.add + e.remove:
+        if problem := protection.pattern_problem(glob):
+            raise Refused(f"protect pattern {glob!r} {problem}")
+    unknown = [g for g in e.remove if g not in p.patterns and g not in p.forbidden]
+    if unknown:
+        raise Refused(
+            f"{unknown[0]!r} is not a protect pattern of goal {s.id} "
+            f"(pinned: {', '.join(p.patterns) or 'none'}; forbidden: {', '.join(p.forbidden) or 'none'})"
+        )
+    new = protection.edited(p, e.add, e.remove)
+    sc = protection.scope(new, _checks(s))
+    t.set(protect=new, baseline=protection.prune(s.baseline, sc))
+    t.emit(
+        "protect_updated",
+        added=list(e.add),
+        removed=list(e.remove),
+        rebaseline=e.rebaseline,
+        patterns=list(new.patterns),
+        forbidden=list(new.forbidden),
+    )
+    if e.rebaseline or e.add:
+        _owe_baseline(t, protection.FULL if e.rebaseline else protection.ADD, "protect")
+
+
+def _held_before_checks(t: _T, e: ev.RoundFinished) -> bool:
+    """Snapshot, then protected paths, then checks: a round whose snapshot was refused or
+    whose protected paths changed is held here, with no check having run."""
+    s = t.state
+    if e.checks is None:
+        return False  # a corrective verifier turn: the round's start was judged already
+    if e.snapshot:
+        t.emit("snapshot", round=s.round, **dict(e.snapshot))
+    refused = e.refused
+    findings = tuple(protection.Finding(*f) for f in (e.protected or ()) if len(f) == 3)
+    if s.protect.enabled and e.protected is None and refused is None:
+        refused = "the protected-path check did not run"  # never a pass by omission
+    if refused is None and not findings:
+        if s.protect.findings:
+            t.set(protect=replace(s.protect, findings=()))
+        return False
+    if findings:
+        t.set(protect=replace(s.protect, findings=protection.capped(findings)))
+        t.emit(
+            "protected_changed",
+            round=s.round,
+            paths=[f.path for f in findings[: protection.MAX_FINDINGS]],
+            findings=[list(f) for f in findings[: protection.MAX_FINDINGS]],
+            count=len(findings),
+        )
+        why = "protected paths changed: " + protection.describe(findings)
+    else:
+        t.emit("snapshot_refused", round=s.round, reason=markers.collapse(refused, _REASON_CAP))
+        why = markers.collapse(refused, _REASON_CAP)
+    evidence = markers.collapse(f"held before any check ran: {why}", 1500)
+    checks = {c.id: {"exit": None, "output": evidence, "timed_out": False} for c in s.criteria if c.check is not None}
+    model = {c.id: ("fail", evidence) for c in s.criteria if c.check is None}
+    _decide(t, model, checks, None)
+    return True
+
+
 _HANDLERS: dict[type, Callable[[_T, Any], None]] = {
     ev.TurnFinished: _on_turn_finished,
     ev.RoundFinished: _on_round_finished,
@@ -1226,7 +1353,10 @@ _HANDLERS: dict[type, Callable[[_T, Any], None]] = {
     ev.Approve: _on_approve,
     ev.Signoff: _on_signoff,
     ev.SendBack: _on_send_back,
+    ev.EditProtect: _on_edit_protect,
+    ev.BaselineTaken: _on_baseline_taken,
 }
 _OPERATOR = frozenset(
     {ev.Answer, ev.EditCriteria, ev.Steer, ev.Pause, ev.Resume, ev.Cancel, ev.RaiseBudget, ev.Approve, ev.Signoff, ev.SendBack}
+    | {ev.EditProtect}
 )

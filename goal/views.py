@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from .model import GoalState
+from .protect import forbidden_present, pinned_files
 
-__all__ = ["goal_view", "summary_view"]
+__all__ = ["goal_view", "protect_view", "summary_view"]
 
 
 def goal_view(s: GoalState) -> dict[str, Any]:
@@ -76,6 +77,25 @@ def goal_view(s: GoalState) -> dict[str, Any]:
         "budget": {"tokens": s.budget.tokens, "seconds": s.budget.seconds, "cost_usd": s.budget.cost_usd},
         "retry_at": s.retry_at,
         "last_error": s.last_error,
+        "protect": protect_view(s),
+    }
+
+
+def protect_view(s: GoalState) -> dict[str, Any]:
+    """`goal show --json` .protect (contract: patterns, forbidden, pinned_files, baseline_at)."""
+    p = s.protect
+    return {
+        "enabled": p.enabled,
+        "off": p.off if not p.enabled else None,
+        "patterns": list(p.patterns),
+        "default_patterns": p.defaults,
+        "forbidden": list(p.forbidden),
+        "pinned_files": pinned_files(s.baseline),
+        "forbidden_present": forbidden_present(s.baseline),
+        "baseline_at": p.baseline_at,
+        "baseline_error": p.error,
+        "unmatched": list(p.unmatched),
+        "findings": [{"path": f[0], "kind": f[1], "rule": f[2]} for f in p.findings],
     }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from ..goal import events as ev
 from ..goal import phases
 from ..goal.effects import Record, Transition
-from ..goal.model import Budget, Criterion, GoalState
+from ..goal.model import Budget, Criterion, GoalState, Protect
 
 __all__ = ["Drive", "block", "ready", "verify"]
 
@@ -55,12 +55,14 @@ class Drive:
         max_auto_turns: int = 20,
         max_turns: int = 200,
         now: datetime = T0,
+        protect: Protect = Protect(),
     ) -> "Drive":
         roster = {"lead": "exec:lead"}
         if verifier:
             roster["verifier"] = "exec:verifier"
         settings = phases.GoalSettings(
-            roster=roster, budget=budget, attempt_cap=attempt_cap, max_auto_turns=max_auto_turns, max_turns=max_turns
+            roster=roster, budget=budget, attempt_cap=attempt_cap, max_auto_turns=max_auto_turns, max_turns=max_turns,
+            protect=protect,
         )
         crit = tuple(Criterion(id=i, text=t, verify=v) for i, t, v in (criteria or ()))
         return cls(phases.new_goal("g1", "make the tests pass", "/ws", settings, now, criteria=crit), now)

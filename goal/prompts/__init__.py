@@ -10,6 +10,7 @@ nothing live; every text that came from an agent is capped by the marker parser 
 from __future__ import annotations
 
 from ..markers import collapse, quote
+from ..protect import describe as describe_findings
 from ..model import Criterion, GoalState, Step
 from . import lead, verifier, worker
 
@@ -27,6 +28,7 @@ MAX_REPORTS_PER_TURN = 50
 OBJECTIVE_CAP = 4000
 REPORT_CAP = 1500
 EVIDENCE_CAP = 600
+MAX_PROTECTED_PATHS = 50
 
 
 def lead_prompt(state: GoalState, kind: str, now_epoch: float | None = None) -> str:
@@ -151,6 +153,8 @@ def _turn_context(state: GoalState, kind: str) -> str:
             + ", ".join(cid for cid, _ in state.last_failures[:20])
             + " (the evidence the verifier or crewctl's checks gave is under each criterion above)."
         )
+    if kind == "held" and state.protect.findings:
+        parts.append(_protected_paths(state))
     if state.notes and kind == "rework":
         parts.append("The operator's notes:\n" + quote(state.notes))
     answered = [r for r in state.clarify if r.answers is not None]
@@ -173,6 +177,18 @@ def _turn_context(state: GoalState, kind: str) -> str:
             + "\n".join(quote(s.text) for s in shown)
         )
     return "\n\n".join(parts)
+
+
+def _protected_paths(state: GoalState) -> str:
+    listing = describe_findings(state.protect.findings, limit=MAX_PROTECTED_PATHS)
+    return (
+        "No check ran this round: protected paths changed since the criteria were locked. "
+        f"Restore these paths exactly as they were (e.g. `git checkout -- PATH`, `git add PATH`, "
+        f"or delete what you added): {listing}. Adding new test files is fine; changing, deleting "
+        "or untracking a pinned file, or adding conftest.py, pytest.ini, sitecustomize.py, a .pth "
+        "file and the like, is not. If a change is really needed, say so with BLOCKED: only the "
+        "operator can accept it."
+    )
 
 
 _REPORT_TITLES = {
