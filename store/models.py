@@ -17,6 +17,7 @@ __all__ = [
     "EventRow",
     "GoalRow",
     "MetaRow",
+    "ProtectedFileRow",
     "SCHEMA_VERSION",
     "SessionRow",
     "SteerRow",
@@ -25,7 +26,11 @@ __all__ = [
     "database",
 ]
 
-SCHEMA_VERSION = 1
+# Schema versions. A newer database refuses an older crewctl; an older one is migrated when
+# a writer opens it (`Store._check_schema`), and reads as it is until then.
+#   1: the first schema
+#   2: `protected_file`, the protected-path baseline of each goal (goal/protect.py)
+SCHEMA_VERSION = 2
 
 database = pw.DatabaseProxy()
 
@@ -169,4 +174,17 @@ class EventRow(_Base):
         primary_key = pw.CompositeKey("goal", "seq")
 
 
-ALL_MODELS = [MetaRow, GoalRow, CriterionRow, ClarifyRoundRow, StepRow, SteerRow, TurnRow, SessionRow, EventRow]
+class ProtectedFileRow(_Base):
+    """One file of a goal's protected-path baseline: written when the baseline changes only."""
+
+    goal = pw.CharField(max_length=32)
+    rule = pw.CharField(max_length=16)  # pinned, named or forbidden
+    path = pw.TextField()
+    hash = pw.CharField(max_length=64)  # sha256 of the content, hex
+
+    class Meta:
+        table_name = "protected_file"
+        primary_key = pw.CompositeKey("goal", "rule", "path")
+
+
+ALL_MODELS = [MetaRow, GoalRow, CriterionRow, ClarifyRoundRow, StepRow, SteerRow, TurnRow, SessionRow, EventRow, ProtectedFileRow]

@@ -65,7 +65,7 @@ except ImportError:  # pragma: no cover
 __all__ = ["Store", "StaleWrite", "TurnWrite", "SessionWrite", "default_home", "open_store"]
 
 # Fields of GoalState that live in their own tables rather than in goal.data.
-_TABLE_FIELDS = ("criteria", "steps", "clarify", "steers")
+_TABLE_FIELDS = ("criteria", "steps", "clarify", "steers", "baseline")
 MAX_SESSION_MESSAGES = 40  # API brains see at most this much history: bounded, like the prompts
 MAX_BATCH = 256  # transitions in one group commit
 READ_CONNECTIONS = {"sqlite": 4, "postgres": 6}
@@ -254,6 +254,8 @@ _CLARIFY_UPDATE = _Stmt("update", "clarify_round", ("intro", "questions", "answe
 _STEER_INSERT = _Stmt("insert", "steer", ("goal", "id", "text", "created_at", "delivered_turn"))
 _STEER_DELIVERED = _Stmt("update", "steer", ("delivered_turn",), keys=("goal", "id"))
 _EVENT_INSERT = _Stmt("insert", "event", ("goal", "seq", "type", "at", "payload"))
+_BASELINE_DELETE = _Stmt("delete", "protected_file", keys=("goal",))
+_BASELINE_INSERT = _Stmt("insert", "protected_file", ("goal", "rule", "path", "hash"))
 _TURN_INSERT = _Stmt(
     "insert", "turn",
     ("goal", "turn", "role", "kind", "round", "status", "runs", "prompt", "input_tokens", "output_tokens", "cached_tokens", "seconds", "started_at"),
@@ -737,6 +739,7 @@ class Store:
         self.is_sqlite = isinstance(db, pw.SqliteDatabase)
         self.dialect = _Dialect("sqlite" if self.is_sqlite else "postgres")
         self._schema = False  # the tables exist (False: reads see an empty store)
+        self._version = SCHEMA_VERSION  # of the tables read (older until a writer migrates them)
         self._writer: _Writer | None = None
         self._writer_lock = threading.Lock()
         self._closed = False
@@ -774,6 +777,7 @@ class Store:
             return
         if not create:
             self._schema = version is not None  # an older schema still reads
+            self._version = version or 0
             return
         assert self.db is not None
         with _BIND_LOCK, self.db.bind_ctx(ALL_MODELS):
@@ -787,6 +791,9 @@ class Store:
                     if cur is not None and cur > SCHEMA_VERSION:
                         raise SchemaTooNew(f"the store at {self.describe} was written by a newer crewctl; upgrade crewctl")
                     if cur != SCHEMA_VERSION:
+                        # Migrations. v1 -> v2 adds the protected_file table (no existing row
+                        # changes: goals stored without protected paths load with them off),
+                        # which create_tables(safe=True) makes with every other missing table.
                         self.db.create_tables(ALL_MODELS, safe=True)
                         self.db.execute_sql(self.dialect.sql('DELETE FROM "meta" WHERE "key" = ?'), ("schema_version",))
                         self.db.execute_sql(self.dialect.sql(_insert("meta", ("key", "value"))), ("schema_version", str(SCHEMA_VERSION)))
@@ -935,7 +942,8 @@ class Store:
         """The goal's state and version."""
         self._need_db(goal_id)
 
-        row = self._read(lambda tx: tx.one(_LOAD_SQL[self.dialect.pg], (goal_id,)))
+        sql = _LOAD_SQL[(self.dialect.pg, self._version >= 2)]
+        row = self._read(lambda tx: tx.one(sql, (goal_id,)))
         if row is None:
             raise NotFound(f"no goal {goal_id}")
         version, last_seq = row[0], row[1]
@@ -1084,13 +1092,15 @@ _CHILD_COLS = {
              "attempts", "task", "dispatches", "holder", "result"),
     "clarify_round": ("seq", "intro", "questions", "answers"),
     "steer": ("id", "text"),
+    "protected_file": ("rule", "path", "hash"),
 }
 _CHILD_WHERE = {"steer": ' AND "delivered_turn" IS NULL'}  # the state holds the steers still waiting
 
 
-def _load_sql(pg: bool) -> str:
+def _load_sql(pg: bool, baseline: bool = True) -> str:
     """The goal row and all its child rows in one statement: one round trip, one snapshot.
-    Each child table comes back as a JSON array of row arrays (sorted in Python)."""
+    Each child table comes back as a JSON array of row arrays (sorted in Python). A schema
+    older than v2 has no protected_file table: its goals read with an empty baseline."""
 
     def agg(table: str) -> str:
         cols = ", ".join(_q(c) for c in _CHILD_COLS[table])
@@ -1099,15 +1109,16 @@ def _load_sql(pg: bool) -> str:
             return f"(SELECT COALESCE(json_agg(json_build_array({cols}))::text, '[]') FROM {_q(table)} WHERE {where})"
         return f"(SELECT json_group_array(json_array({cols})) FROM {_q(table)} WHERE {where})"
 
-    children = ", ".join(agg(t) for t in _CHILD_COLS)
+    children = ", ".join(agg(t) if baseline or t != "protected_file" else "'[]'" for t in _CHILD_COLS)
     return f'SELECT g."version", g."last_seq", g."data", {children} FROM "goal" g WHERE g."id" = ?'
 
 
-_LOAD_SQL = {False: _load_sql(False), True: _load_sql(True)}
+_LOAD_SQL = {(pg, baseline): _load_sql(pg, baseline) for pg in (False, True) for baseline in (False, True)}
 
 
-def _state_from_json(data_json: str, criteria: str, steps: str, clarify: str, steers: str) -> GoalState:
+def _state_from_json(data_json: str, criteria: str, steps: str, clarify: str, steers: str, baseline: str = "[]") -> GoalState:
     data = json.loads(data_json)
+    data["baseline"] = sorted(tuple(r) for r in json.loads(baseline))
     data["criteria"] = [
         {"id": cid, "text": text, "verify": json.loads(verify), "status": status, "evidence": evidence}
         for _, cid, text, verify, status, evidence in sorted(json.loads(criteria), key=lambda r: r[0])
@@ -1200,6 +1211,13 @@ def _table_rows(old: GoalState | None, new: GoalState, records: tuple[Record, ..
         out.append((_STEER_INSERT, (gid, sid, text, at, delivered.pop(sid, None))))
     for sid, turn in delivered.items():
         out.append((_STEER_DELIVERED, (turn, gid, sid)))
+    if old is None or (old.baseline is not new.baseline and old.baseline != new.baseline):
+        # Replaced whole, and only when it changes (a lock, `goal protect`): rarely, and
+        # every other transition of the goal writes nothing here.
+        if old is not None and old.baseline:
+            out.append((_BASELINE_DELETE, (gid,)))
+        for rule, path, digest in new.baseline:
+            out.append((_BASELINE_INSERT, (gid, rule, path, digest)))
     return out
 
 
