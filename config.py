@@ -33,6 +33,10 @@ a missing file is an empty config. Example:
     [verifier]                    # the verifier's isolation (see actors/isolation.py)
     home = "isolated"             # or "inherit": an agent CLI that keeps its login in HOME
     env_allow = ["MY_PROXY"]      # variables to pass beyond the allowlist
+
+    [snapshot]                    # each gate round's copy of the workspace (see actors/snapshot.py)
+    quota = "2GiB"                # bytes written per snapshot (holes are free); over it, the round holds
+    max_files = 200000
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class Config:
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     verifier: dict[str, Any] = field(default_factory=dict)
+    snapshot: dict[str, Any] = field(default_factory=dict)  # parsed: quota (bytes), max_files
 
     def provider(self, name: str) -> dict[str, Any]:
         return self.providers.get(name, {})
@@ -92,7 +97,7 @@ def load_config(path: str | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
 
-    known = {"roster", "defaults", "brains", "presets", "openai", "anthropic", "verifier"}
+    known = {"roster", "defaults", "brains", "presets", "openai", "anthropic", "verifier", "snapshot"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"config {path}: unknown section {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -125,9 +130,52 @@ def load_config(path: str | None = None) -> Config:
     allow = verifier.get("env_allow", [])
     if not isinstance(allow, list) or not all(isinstance(x, str) for x in allow):
         raise ConfigError(f"config {path}: [verifier] env_allow is a list of variable names")
+    snapshot = _snapshot_section(_table(data, "snapshot", path), path)
     return Config(
-        path=path, roster=roster, defaults=defaults, brains=brains, presets=presets, providers=providers, verifier=verifier
+        path=path, roster=roster, defaults=defaults, brains=brains, presets=presets, providers=providers, verifier=verifier,
+        snapshot=snapshot,
     )
+
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
+          "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
+
+
+def parse_size(value: Any) -> int | None:
+    """Bytes from 1048576, "512MiB", "2 GiB" or "1.5G"; None if it is not a size."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value > 0 else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower().replace(" ", "")
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(number):]
+    try:
+        amount = float(number)
+    except ValueError:
+        return None
+    if unit not in _UNITS or not (amount > 0) or amount * _UNITS[unit] > 1024**5:
+        return None
+    return int(amount * _UNITS[unit])
+
+
+def _snapshot_section(section: dict, path: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in section.items():
+        if key == "quota":
+            size = parse_size(value)
+            if size is None:
+                raise ConfigError(f"config {path}: [snapshot] quota must be a size such as \"2GiB\" or a number of bytes")
+            out["quota"] = size
+        elif key == "max_files":
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"config {path}: [snapshot] max_files must be a positive integer")
+            out["max_files"] = value
+        else:
+            raise ConfigError(f"config {path}: unknown [snapshot] setting {key!r} (known: quota, max_files)")
+    return out
 
 
 def _table(data: dict, key: str, path: str) -> dict:

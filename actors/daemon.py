@@ -26,6 +26,7 @@ from ..config import Config
 from ..exceptions import AlreadyRunning, CrewError, ProtocolError, Refused, UsageError
 from ..goal import events as ev
 from ..goal import phases
+from ..goal import protect as protection
 from ..goal.criteria import parse_criteria
 from ..goal.model import TERMINAL, Budget
 from ..goal.views import goal_view
@@ -35,6 +36,7 @@ from ..transport.codec import message
 from ..transport.control import new_token, read_daemon_info, remove_daemon_info, write_daemon_info, pid_alive
 from .messages import ControlRequest, Deliver, Perform, Shutdown, SupervisorStopped
 from .roles import VerifierSettings
+from .snapshot import SnapshotLimits
 from .runtime import arm_crash_points, utcnow
 from .supervisor import Context, GoalSupervisor
 
@@ -226,6 +228,7 @@ class Daemon(pykka.ThreadingActor):
             check_timeout=_opt_num(args, "check_timeout", 600.0) or 600.0,
             step_attempts=_opt_int(args, "step_attempts", 3) or 3,
             replan_budget=_count(args, "replan_budget", 2),
+            protect=_protect_settings(args),
         )
         now = self.ctx.clock()
         goal_id = secrets.token_hex(4)
@@ -265,6 +268,9 @@ _OPS: dict[str, Callable] = {
     ),
     "goal.signoff": _simple(lambda a: ev.Signoff()),
     "goal.send_back": _simple(lambda a: ev.SendBack(notes=_nonempty(a, "notes"))),
+    "goal.protect": _simple(
+        lambda a: ev.EditProtect(add=_globs(a, "add"), remove=_globs(a, "remove"), rebaseline=bool(a.get("rebaseline")))
+    ),
     "status": Daemon.op_status,
 }
 
@@ -306,6 +312,27 @@ def _opt_num(args: dict, key: str, default: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise UsageError(f"{key} must be a positive number")
     return float(value)
+
+
+def _globs(args: dict, key: str) -> tuple[str, ...]:
+    value = args.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
+        raise UsageError(f"{key} must be a list of glob patterns")
+    if len(value) > protection.MAX_PATTERNS:
+        raise UsageError(f"at most {protection.MAX_PATTERNS} {key} patterns")
+    for glob in value:
+        if problem := protection.pattern_problem(glob):
+            raise UsageError(f"protect pattern {glob!r} {problem}")
+    return tuple(dict.fromkeys(value))
+
+
+def _protect_settings(args: dict):
+    patterns = _globs(args, "protect")
+    if args.get("no_protect"):
+        if patterns:
+            raise UsageError("--protect and --no-protect contradict each other; give one")
+        return protection.settings(enabled=False, off="--no-protect")
+    return protection.settings(patterns)
 
 
 def _answers(args: dict) -> dict[str, str]:
@@ -438,9 +465,14 @@ def _serve(opts: DaemonOptions, config: Config, store: Store, stop: threading.Ev
 
 def _verifier_settings(config: Config) -> VerifierSettings:
     section = getattr(config, "verifier", None) or {}
+    snapshot = getattr(config, "snapshot", None) or {}
     return VerifierSettings(
         inherit_home=section.get("home") == "inherit",
         env_allow=tuple(section.get("env_allow", ())),
+        snapshot_limits=SnapshotLimits(
+            max_bytes=snapshot.get("quota", SnapshotLimits.max_bytes),
+            max_files=snapshot.get("max_files", SnapshotLimits.max_files),
+        ),
     )
 
 

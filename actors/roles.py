@@ -31,13 +31,17 @@ from ..store import SessionWrite, TurnWrite
 from .isolation import scrubbed_env, seed_home
 from .messages import Deliver, RoleCrashed, RunTurn
 from .runtime import crash_point, round_dir
-from .snapshot import SnapshotError, snapshot_workspace
+from .snapshot import SnapshotError, SnapshotLimits, SnapshotRefused, check_protected, copy_tree, snapshot_workspace
 
 __all__ = ["Interrupt", "LeadActor", "RoundActor", "VerifierSettings"]
 
 log = logging.getLogger("crewctl.roles")
 
 CHECK_OUTPUT_KEEP = 16 * 1024
+# Check commands run the workspace's own code: Python must not import a module from the
+# current directory ahead of the real one (./pytest.py shadowing pytest), nor leave
+# bytecode behind in the copy.
+CHECK_ENV = {"PYTHONSAFEPATH": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def _usage(reply_usage, seconds: float) -> ev.TurnUsage:
@@ -155,14 +159,18 @@ class VerifierSettings:
     inherit_home: bool = False
     env_allow: tuple[str, ...] = ()
     keep_failed_rounds: int = 3
+    snapshot_limits: SnapshotLimits = SnapshotLimits()
 
 
 class RoundActor(pykka.ThreadingActor):
-    """One gate round: snapshot, crewctl's own checks, and a brand-new verifier process.
+    """One gate round: snapshot, protected paths, crewctl's own checks, then a brand-new verifier.
 
     Lives for one round. Nothing it does touches the lead's workspace: the snapshot is a copy
-    in the goal's environment directory, the checks and the verifier run there with a
-    scrubbed environment, and the verifier process is new for this round.
+    in the goal's environment directory that nothing ever runs in; each check command and
+    the verifier get their own copy of it (so one cannot prepare the files another reads),
+    with a scrubbed environment, and the verifier process is new for this round. If the
+    snapshot is refused (over its quota) or a protected path changed, the round is reported
+    held before any check runs.
     """
 
     use_daemon_thread = True
@@ -194,6 +202,7 @@ class RoundActor(pykka.ThreadingActor):
         self.session_id = str(uuid.uuid4())
         self.round: int | None = None
         self.dir: str | None = None
+        self._round_facts: dict = {}
 
     # -- the actor's thread -----------------------------------------------------------------
 
@@ -208,17 +217,30 @@ class RoundActor(pykka.ThreadingActor):
     def _start(self, e: StartRound) -> None:
         self.round = e.round
         self.dir = round_dir(self.home, self.goal_id, e.round)
-        work, home, tmp = (os.path.join(self.dir, d) for d in ("work", "home", "tmp"))
+        snapshot, work, home, tmp = (os.path.join(self.dir, d) for d in ("snapshot", "work", "home", "tmp"))
         started = time.monotonic()
         try:
             if os.path.exists(self.dir):
                 shutil.rmtree(self.dir)  # a rerun of this round starts from a fresh snapshot
-            snapshot_workspace(self.workspace, work, exclude=(self.home,))
+            taken = snapshot_workspace(self.workspace, snapshot, exclude=(self.home,), limits=self.settings.snapshot_limits)
+            held = None if e.protect is None else _protected(taken, e.protect, self.workspace)
+        except SnapshotRefused as exc:
+            self._held(e, started, refused=str(exc), snapshot=None)
+            return
+        except (SnapshotError, OSError) as exc:
+            self._failed(e.turn, f"snapshot failed: {exc}", "error")
+            return
+        if held is not None:
+            findings, refused = held
+            if findings or refused:
+                self._held(e, started, findings=findings, refused=refused, snapshot=taken.summary())
+                return
+        try:
             os.makedirs(home, mode=0o700)
             os.makedirs(tmp)
             if not self.settings.inherit_home:
                 seed_home(self.spec, os.environ.get("HOME"), home)
-        except (SnapshotError, OSError) as exc:
+        except OSError as exc:
             self._failed(e.turn, f"snapshot failed: {exc}", "error")
             return
         env = scrubbed_env(
@@ -229,19 +251,37 @@ class RoundActor(pykka.ThreadingActor):
             extra_allow=self.settings.env_allow,
             inherit_home=self.settings.inherit_home,
         )
+        check_env = {**env, **CHECK_ENV}
         checks = {}
         for cid, command in e.checks:
             if self.cancel.is_set():
                 return
-            checks[cid] = _run_check(command, work, env, e.timeout, self.cancel.event)
+            own = os.path.join(self.dir, "checks", cid)
+            try:
+                copy_tree(snapshot, own)
+            except OSError as exc:
+                self._failed(e.turn, f"cannot copy the snapshot for check {cid}: {exc}", "error")
+                return
+            checks[cid] = _run_check(command, own, check_env, e.timeout, self.cancel.event)
+            if checks[cid].get("exit") == 0:
+                shutil.rmtree(own, ignore_errors=True)  # a failed check's copy stays for inspection
         if self.cancel.is_set():
             return
+        protected = () if e.protect is not None else None
+        summary = taken.summary()
         if not e.model_needed:
-            self._finished(e, text=None, checks=checks, usage=ev.TurnUsage(seconds=time.monotonic() - started), pid=None)
+            self._finished(e, text=None, checks=checks, usage=ev.TurnUsage(seconds=time.monotonic() - started), pid=None,
+                           protected=protected, snapshot=summary)
             return
         if not self.spec:
             self._failed(e.turn, "no verifier brain configured (--verifier)", "config")
             return
+        try:
+            copy_tree(snapshot, work)
+        except OSError as exc:
+            self._failed(e.turn, f"cannot copy the snapshot for the verifier: {exc}", "error")
+            return
+        self._round_facts = {"protected": protected, "snapshot": summary}
         try:
             self._spawn(work, env)
         except _HostGone as exc:
@@ -268,16 +308,25 @@ class RoundActor(pykka.ThreadingActor):
             self._failed(e.turn, result.get("error", "verifier failed"), result.get("kind", "error"))
             return
         usage = _usage_from(result.get("usage") or {}, time.monotonic() - started)
-        self._finished(e, text=result["text"], checks=checks, usage=usage, pid=result.get("pid"))
+        facts = self._round_facts if checks is not None else {}
+        self._finished(e, text=result["text"], checks=checks, usage=usage, pid=result.get("pid"), **facts)
 
-    def _finished(self, e, *, text: str | None, checks: dict | None, usage: ev.TurnUsage, pid: int | None) -> None:
+    def _finished(self, e, *, text: str | None, checks: dict | None, usage: ev.TurnUsage, pid: int | None,
+                  protected=None, refused: str | None = None, snapshot: dict | None = None) -> None:
         self.supervisor.tell(
             Deliver(
-                ev.RoundFinished(round=e.round, turn=e.turn, text=text, checks=checks, usage=usage, host_pid=pid),
+                ev.RoundFinished(round=e.round, turn=e.turn, text=text, checks=checks, usage=usage, host_pid=pid,
+                                 protected=protected, refused=refused, snapshot=snapshot),
                 turn_writes=(TurnWrite(turn=e.turn, reply=text),),
                 before_record=True,
             )
         )
+
+    def _held(self, e, started: float, *, findings=(), refused: str | None = None, snapshot: dict | None) -> None:
+        """The round ends here, before any check: the phase machine holds it and says why."""
+        protected = tuple(tuple(f) for f in findings) if e.protect is not None else None
+        self._finished(e, text=None, checks={}, usage=ev.TurnUsage(seconds=time.monotonic() - started), pid=None,
+                       protected=protected, refused=refused, snapshot=snapshot)
 
     def _failed(self, turn: int, error: str, kind: str) -> None:
         if not self.cancel.is_set():  # a stopped round has nothing to report
@@ -385,6 +434,13 @@ def _usage_from(data: dict, seconds: float) -> ev.TurnUsage:
         cost_usd=data.get("cost_usd"),
         seconds=seconds,
     )
+
+
+def _protected(taken, plan, workspace: str) -> tuple[tuple, str | None]:
+    """(findings, refusal) of the protected-path check for this round's snapshot."""
+    if plan.problem:
+        return (), plan.problem
+    return check_protected(taken, plan, workspace), None
 
 
 def _run_check(command: str, cwd: str, env: dict[str, str], timeout: float, cancel: threading.Event) -> dict:

@@ -30,6 +30,7 @@ from ..goal.effects import (
     RunLeadTurn,
     RunVerifierTurn,
     StartRound,
+    TakeBaseline,
     Transition,
     WakeAt,
 )
@@ -38,6 +39,7 @@ from ..store import SessionWrite, Store
 from .messages import Deliver, Perform, RoleCrashed, RunTurn, Shutdown, SupervisorStopped
 from .roles import Interrupt, LeadActor, RoundActor, VerifierSettings
 from .runtime import crash_point
+from .snapshot import SnapshotError, observe
 
 __all__ = ["Context", "GoalSupervisor"]
 
@@ -168,11 +170,13 @@ class GoalSupervisor(pykka.ThreadingActor):
     def _perform(self, effect: Any) -> None:
         if self.released:
             return
-        if self.draining and isinstance(effect, (RunLeadTurn, StartRound, RunVerifierTurn, DispatchStep, WakeAt)):
+        if self.draining and isinstance(effect, (RunLeadTurn, StartRound, RunVerifierTurn, DispatchStep, WakeAt, TakeBaseline)):
             return  # shutting down: the stored state says what to restart next time
         if isinstance(effect, (RunLeadTurn, StartRound, RunVerifierTurn)):
             self.running = effect.turn
-        if isinstance(effect, RunLeadTurn):
+        if isinstance(effect, TakeBaseline):
+            self._take_baseline(effect)
+        elif isinstance(effect, RunLeadTurn):
             self._run_lead_turn(effect)
         elif isinstance(effect, StartRound):
             self._start_round(effect)
@@ -208,6 +212,17 @@ class GoalSupervisor(pykka.ThreadingActor):
             if self.ctx.daemon is not None:
                 self.ctx.daemon.tell(SupervisorStopped(self.goal_id))
             self.actor_ref.stop(block=False)
+
+    def _take_baseline(self, effect: TakeBaseline) -> None:
+        """Hash the protected files here, in the supervisor (no agent runs now: the effects
+        that start agents come after this one), and commit the result before returning."""
+        assert self.state is not None
+        try:
+            observed = observe(self.state.workspace, effect.scope, exclude=(self.ctx.home,))
+            event = ev.BaselineTaken(mode=effect.mode, reason=effect.reason, observed=observed)
+        except (SnapshotError, OSError) as exc:
+            event = ev.BaselineTaken(mode=effect.mode, reason=effect.reason, error=f"cannot read the workspace: {exc}")
+        self._apply(Deliver(event))
 
     def _run_lead_turn(self, effect: RunLeadTurn) -> None:
         assert self.state is not None
