@@ -124,6 +124,19 @@ _DETAIL = {
     "approved": lambda p: str(p.get("step")),
     "rejected": lambda p: str(p.get("step")),
     "done": lambda p: "signed off",
+    "protect_off": lambda p: f"protected paths off ({p.get('reason')})",
+    "protect_baseline": lambda p: (
+        f"NOT recorded ({p.get('reason')}): {_short(p.get('error', ''), 80)}" if p.get("error") else
+        f"{p.get('pinned')} pinned file(s) ({p.get('reason')}, {p.get('mode')})"
+        + (f"; WARNING: {', '.join(p['unmatched'])} matched no file" if p.get("unmatched") else "")
+    ),
+    "protect_updated": lambda p: ", ".join(
+        [f"+{g}" for g in p.get("added", [])] + [f"-{g}" for g in p.get("removed", [])] + (["rebaseline"] if p.get("rebaseline") else [])
+    ),
+    "protected_changed": lambda p: f"round {p.get('round')}: " + _short(", ".join(f"{f[0]} ({f[1]})" for f in p.get("findings", [])), 90),
+    "snapshot": lambda p: f"round {p.get('round')}: {p.get('files')} files, {p.get('bytes')} bytes"
+    + (f"; left out {', '.join(p['skipped'][:5])}" if p.get("skipped") else ""),
+    "snapshot_refused": lambda p: f"round {p.get('round')}: {_short(p.get('reason', ''), 90)}",
 }
 
 

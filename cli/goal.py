@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from ..exceptions import UsageError
+from ..goal import protect as protection
 from ..goal.criteria import check_command_problem, parse_criteria, parse_criteria_json
 from ..goal.model import TERMINAL
 from ..goal.views import goal_view
@@ -109,11 +110,55 @@ def _render_goal(g: dict[str, Any]) -> str:
     limits = [f"{b['tokens']} tokens" if b.get("tokens") else None, f"{b['seconds']:g}s" if b.get("seconds") else None, f"${b['cost_usd']:g}" if b.get("cost_usd") else None]
     limits = [x for x in limits if x]
     lines.append(f"  spend:     {spend}" + (f"  (budget: {', '.join(limits)})" if limits else ""))
+    lines.extend(_render_protect(g.get("protect") or {}))
     if g.get("pending_steers"):
         lines.append(f"  steers:    {g['pending_steers']} waiting for the lead's next turn")
     if g.get("last_error"):
         lines.append(f"  last error: {g['last_error']}")
     return "\n".join(lines)
+
+
+def _render_protect(p: dict[str, Any]) -> list[str]:
+    if not p.get("enabled"):
+        why = p.get("off") or "the goal predates protected paths"
+        return [f"  protect:   off ({why})"]
+    patterns = ", ".join(p.get("patterns") or []) or "none"
+    if p.get("default_patterns"):
+        patterns += " (defaults)"
+    if p.get("baseline_at"):
+        line = f"  protect:   {len(p.get('pinned_files') or [])} pinned file(s) ({patterns}), " \
+               f"{len(p.get('forbidden') or [])} forbidden patterns; baseline {str(p['baseline_at'])[:19]}"
+    elif p.get("baseline_error"):
+        line = f"  protect:   NO BASELINE ({p['baseline_error']}); every round holds until `crewctl goal protect ID --rebaseline`"
+    else:
+        line = f"  protect:   {patterns}; baseline at lock"
+    lines = [line]
+    if p.get("unmatched"):
+        lines.append(f"             warning: {', '.join(p['unmatched'])} matched no file")
+    if p.get("findings"):
+        shown = ", ".join(f"{f['path']} ({f['kind']})" for f in p["findings"][:5])
+        more = f" and {len(p['findings']) - 5} more" if len(p["findings"]) > 5 else ""
+        lines.append(f"             last round held: {shown}{more}")
+    return lines
+
+
+def _check_globs(option: str, globs: tuple[str, ...]) -> None:
+    if len(globs) > protection.MAX_PATTERNS:
+        raise UsageError(f"at most {protection.MAX_PATTERNS} {option} patterns")
+    for glob in globs:
+        if problem := protection.pattern_problem(glob):
+            raise UsageError(f"{option} {glob!r} {problem}")
+
+
+def _unmatched(workspace: str, globs: tuple[str, ...]) -> list[str]:
+    """The patterns that match no file the snapshot would take from the workspace."""
+    from ..actors.snapshot import SnapshotError, list_workspace
+
+    try:
+        listing = list_workspace(workspace)
+    except (SnapshotError, OSError):
+        return []  # the supervisor says so when it records the baseline
+    return [g for g in globs if not any(protection.matches(g, f) for f in listing.files)]
 
 
 @goal_group.command("new", cls=_CriteriaCommand)
@@ -132,8 +177,10 @@ def _render_goal(g: dict[str, Any]) -> str:
 @click.option("--check-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Timeout of each check command (default 600).")
 @click.option("--step-attempts", type=click.IntRange(min=1), help="Tries of a plan step before it fails back to the lead (default 3).")
 @click.option("--replan-budget", type=click.IntRange(min=0), help="Replans after failed steps before the goal blocks (default 2).")
+@click.option("--protect", "protect", multiple=True, metavar="GLOB", help="Pin the files matching GLOB at lock (repeatable); replaces the default test patterns.")
+@click.option("--no-protect", is_flag=True, help="No protected paths for this goal (recorded in its timeline).")
 @json_option
-def goal_new(objective, criterion, check, workspace, lead, worker, verifier, token_budget, time_budget, cost_budget, attempt_cap, max_auto_turns, check_timeout, step_attempts, replan_budget, as_json):
+def goal_new(objective, criterion, check, workspace, lead, worker, verifier, token_budget, time_budget, cost_budget, attempt_cap, max_auto_turns, check_timeout, step_attempts, replan_budget, protect, no_protect, as_json):
     """Start a goal with OBJECTIVE.
 
     \b
@@ -144,11 +191,21 @@ def goal_new(objective, criterion, check, workspace, lead, worker, verifier, tok
           --lead claude --verifier codex
     Without criteria, the lead scopes it first (questions, then a LOCK you can edit
     with `crewctl goal criteria`).
+
+    \b
+    Protected paths: at lock crewctl records the tests (tests/, test/, test_*.py,
+    *_test.py, when a criterion has a check) and every file a check names; a round in
+    which one changed, vanished, or a conftest.py / pytest.ini / sitecustomize.py / .pth
+    appeared is held before any check runs. --protect GLOB pins your own set instead;
+    `crewctl goal protect ID` changes it later.
     """
     ctx = click.get_current_context()
     rows = _pair_criteria(ctx.meta.get("option_order", []), criterion, check)
     if rows:
         parse_criteria(rows)  # bad input fails here, before anything is sent
+    if protect and no_protect:
+        raise UsageError("--protect and --no-protect contradict each other; give one")
+    _check_globs("--protect", protect)
     workspace = os.path.abspath(workspace)
     if not os.path.isdir(workspace):
         raise UsageError(f"workspace {workspace} is not a directory")
@@ -167,8 +224,12 @@ def goal_new(objective, criterion, check, workspace, lead, worker, verifier, tok
         "check_timeout": check_timeout,
         "step_attempts": step_attempts,
         "replan_budget": replan_budget,
+        "protect": list(protect) or None,
+        "no_protect": True if no_protect else None,
     }
     view = _call("goal.new", {k: v for k, v in args.items() if v is not None})
+    for glob in _unmatched(workspace, protect):
+        click.echo(f"crewctl: warning: --protect {glob!r} matches no file in {workspace}; it pins nothing", err=True)
     if as_json:
         echo_json(view)
     else:
@@ -324,6 +385,42 @@ def goal_budget(goal_id, tokens, seconds, cost, as_json):
         raise UsageError("give at least one of --tokens, --seconds, --cost")
     args = {"id": goal_id, "tokens": tokens, "seconds": seconds, "cost": cost}
     _print_goal(_call("goal.budget", {k: v for k, v in args.items() if v is not None}), as_json)
+
+
+@goal_group.command("protect")
+@click.argument("goal_id", metavar="ID")
+@click.option("--add", "add", multiple=True, metavar="GLOB", help="Pin the files matching GLOB too, as they are now (repeatable).")
+@click.option("--remove", "remove", multiple=True, metavar="GLOB", help="Drop a pinned or forbidden pattern and the files only it covered (repeatable).")
+@click.option("--rebaseline", is_flag=True, help="Accept the workspace as it is now: record every protected file again.")
+@db_option
+@json_option
+def goal_protect(goal_id, add, remove, rebaseline, db, as_json):
+    """Change a goal's protected paths; applies from the next gate round.
+
+    \b
+    The way to accept a legitimate change to a pinned file (a test that had to change):
+      crewctl goal show ID                      # which paths, and the last held round
+      crewctl goal protect ID --rebaseline      # the files as they are now are the baseline
+      crewctl goal protect ID --add 'fixtures/**' --remove '**/test_*.py'
+    Works in any live status; a round already running keeps the baseline it started with.
+    """
+    if not (add or remove or rebaseline):
+        raise UsageError("give --add GLOB, --remove GLOB or --rebaseline (see the current ones with `crewctl goal show ID`)")
+    _check_globs("--add", add)
+    _check_globs("--remove", remove)
+    if add:
+        store = read_store(db)
+        state, _ = store.load_goal(store.resolve_id(goal_id))
+        unmatched = _unmatched(state.workspace, add)
+        if unmatched:
+            raise UsageError(f"--add {unmatched[0]!r} matches no file in {state.workspace}; nothing changed")
+    view = _call("goal.protect", {"id": goal_id, "add": list(add), "remove": list(remove), "rebaseline": rebaseline})
+    if as_json:
+        echo_json(view)
+        return
+    click.echo(f"goal {view['id']}  {view['status']}")
+    click.echo("\n".join(_render_protect(view.get("protect") or {})))
+    click.echo("  applies from the next gate round")
 
 
 @goal_group.command("send-back")
