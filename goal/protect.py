@@ -60,19 +60,27 @@ __all__ = [
     "DEFAULT_PINNED",
     "DELETED",
     "FORBIDDEN",
+    "FORBIDDEN_RULE",
     "FULL",
     "Finding",
+    "GIT_HOOKS",
     "MISSING",
+    "NAMED_RULE",
+    "PINNED_RULE",
     "RoundPlan",
     "Scope",
     "build_baseline",
     "candidates",
+    "capped",
     "compare",
     "describe",
+    "edited",
+    "forbidden_present",
     "matcher",
     "matches",
     "named_files",
     "pattern_problem",
+    "pinned_files",
     "prune",
     "round_plan",
     "scope",
@@ -108,7 +116,8 @@ FULL, ADD = "full", "add"
 
 MAX_PATTERNS = 100
 MAX_PATTERN_LENGTH = 300
-MAX_FINDINGS = 200  # kept in the state and the timeline; the count says how many there were
+MAX_FINDINGS = 200  # in the timeline; the count says how many there were
+MAX_FINDINGS_KEPT = 50  # in the goal's state (rewritten with every commit until a clean round)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
 
 
@@ -490,8 +499,8 @@ def forbidden_present(entries: Iterable[tuple[str, str, str]]) -> list[str]:
     return sorted({p for r, p, _ in entries if r == FORBIDDEN_RULE})
 
 
-def capped(findings: tuple[Finding, ...]) -> tuple[tuple[str, str, str], ...]:
-    return tuple(tuple(f) for f in findings[:MAX_FINDINGS])  # type: ignore[misc]
+def capped(findings: tuple[Finding, ...], limit: int = MAX_FINDINGS_KEPT) -> tuple[tuple[str, str, str], ...]:
+    return tuple((f.path, f.kind, f.rule) for f in findings[:limit])
 
 
 def edited(p: Protect, add: Iterable[str], remove: Iterable[str]) -> Protect:
