@@ -9,7 +9,8 @@ and 100 untracked after it) in a temp dir. Each gate round is the real one: a
 `tell` until its `RoundFinished` reaches a stand-in supervisor actor: the snapshot (git
 listing, sparse-aware copies), then, when protected, the protected-path check (hashing the
 baseline's files and every forbidden match in the snapshot, then `protect.compare`), then
-one check command (`true`) on its own copy of the snapshot. No verifier model: a verifier
+one check command (`true`) on its own copy of the snapshot, in the sandbox (bubblewrap)
+like every check. No verifier model: a verifier
 process would add a fixed ~0.2 s start-up to both sides and make the difference look
 smaller than it is.
 
@@ -46,6 +47,7 @@ from crewctl.actors.snapshot import check_protected, observe, snapshot_workspace
 from crewctl.config import Config
 from crewctl.goal import protect
 from crewctl.goal.effects import StartRound
+from crewctl.sandbox import Sandbox
 
 TARGET = 0.10
 
@@ -103,11 +105,11 @@ def make_workspace(root: str, files: int, tests: int) -> str:
     return ws
 
 
-def run_round(home: str, ws: str, collector: pykka.ActorRef, round_no: int, plan) -> tuple[float, object]:
+def run_round(home: str, ws: str, collector: pykka.ActorRef, round_no: int, plan, sandbox: Sandbox) -> tuple[float, object]:
     done, box = collector.proxy().expect(round_no).get()
     actor = RoundActor.start(
         collector, home=home, goal_id="bench", workspace=ws, spec=None, config=Config(),
-        settings=VerifierSettings(), timeout=None, interrupt=Interrupt(),
+        settings=VerifierSettings(), timeout=None, interrupt=Interrupt(), sandbox=sandbox,
     )
     effect = StartRound(round=round_no, turn=round_no, prompt="", checks=(("c1", "true"),), model_needed=False,
                         timeout=60.0, protect=plan)
@@ -144,17 +146,18 @@ def main() -> int:
         entries, _ = protect.build_baseline(sc, observed, (), protect.FULL)
         baseline_s = time.perf_counter() - started
         plan = protect.RoundPlan(entries=entries, forbidden=sc.forbidden)
+        sandbox = Sandbox.from_config(Config(), home)  # the check runs sandboxed, as in a real round
 
         times: dict[str, list[float]] = {"without": [], "with": []}
         round_no = 0
         for _ in range(2):  # warm-up: page cache, imports
             round_no += 1
-            run_round(home, ws, collector, round_no, plan)
+            run_round(home, ws, collector, round_no, plan, sandbox)
         for i in range(args.rounds):
             order = ("without", "with") if i % 2 == 0 else ("with", "without")
             for kind in order:
                 round_no += 1
-                seconds, event = run_round(home, ws, collector, round_no, plan if kind == "with" else None)
+                seconds, event = run_round(home, ws, collector, round_no, plan if kind == "with" else None, sandbox)
                 if kind == "with" and event.protected != ():
                     raise SystemExit(f"a protected round found something: {event.protected!r} {event.refused!r}")
                 if event.checks.get("c1", {}).get("exit") != 0:
@@ -175,7 +178,7 @@ def main() -> int:
         base = statistics.median(times["without"])
         prot = statistics.median(times["with"])
         added = (prot - base) / base
-        print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; "
+        print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; sandbox {sandbox.mode}; "
               f"{snap_files} files in the snapshot, {len(protect.pinned_files(entries))} pinned, "
               f"{args.rounds} rounds each, alternating")
         print()

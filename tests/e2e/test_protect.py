@@ -16,6 +16,7 @@ import sys
 import textwrap
 
 from crewctl.testing import Supervisor, write_agent
+from crewctl.testing.agents import agent_state_dir
 
 PYTEST = f"{shlex.quote(sys.executable)} -m pytest -q -p no:cacheprovider"
 
@@ -69,7 +70,8 @@ def new_goal(sup, ws, lead, *args: str, check: str = PYTEST) -> str:
 
 
 def read_prompt(tmp_path, n: int, name: str = "lead") -> str:
-    return (tmp_path / f"{name}.state" / f"prompt-{n}").read_text()
+    with open(os.path.join(agent_state_dir(tmp_path, name), f"prompt-{n}")) as f:
+        return f.read()
 
 
 def assert_held_for(sup, goal, tmp_path, *paths: str) -> dict:
@@ -235,9 +237,7 @@ def test_a_1gib_sparse_file_is_not_written_densely(sup, tmp_path):
 
 
 def test_a_snapshot_over_its_quota_holds_the_round_and_says_why(tmp_path):
-    config = tmp_path / "config.toml"
-    config.write_text('[snapshot]\nquota = "256KiB"\n')
-    with Supervisor(tmp_path, env={"CREWCTL_CONFIG": str(config)}) as sup:
+    with Supervisor(tmp_path, config='[snapshot]\nquota = "256KiB"\n') as sup:
         ws = make_workspace(tmp_path)
         goal = new_goal(sup, ws, lead_that(tmp_path, "open('blob.bin', 'wb').write(os.urandom(1 << 20))"))
         sup.wait_for_status(goal, "blocked")
