@@ -561,23 +561,41 @@ def _place_links(dest: str, links: list[tuple[str, str]], skipped: list[str], ma
 def hash_files(root: str, rels) -> dict[str, str]:
     """Content hashes of the regular files `rels` resolve to inside `root` (others left out)."""
     base = os.path.realpath(root)
+    parents: dict[str, str | None] = {}
     out = {}
     for rel in rels:
         if not _safe_relative(rel):
             continue
-        real = os.path.realpath(os.path.join(base, rel))
-        if real != base and not real.startswith(base + os.sep):
+        parent, name = os.path.split(rel)
+        if parent not in parents:  # one resolution per directory, not one per file
+            real_parent = os.path.realpath(os.path.join(base, parent)) if parent else base
+            parents[parent] = real_parent if _inside(real_parent, base) else None
+        real_parent = parents[parent]
+        if real_parent is None:
             continue  # resolves out of the tree: it is not in this tree
-        digest = _hash(real)
+        digest = _hash(os.path.join(real_parent, name), base)
         if digest is not None:
             out[rel] = digest
     return out
 
 
-def _hash(path: str) -> str | None:
+def _inside(real: str, base: str) -> bool:
+    return real == base or real.startswith(base + os.sep)
+
+
+def _hash(path: str, base: str | None = None) -> str | None:
+    """sha256 of the regular file at `path`; a final symlink is followed only where it
+    resolves inside `base` (when given)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | (os.O_NOFOLLOW if base else 0))
+    except OSError as exc:
+        if base is None or exc.errno != errno.ELOOP:
+            return None
+        real = os.path.realpath(path)  # the last component is a link: judge where it leads
+        if not _inside(real, base):
+            return None
+        return _hash(real)
+    except ValueError:
         return None
     with os.fdopen(fd, "rb") as f:
         try:
