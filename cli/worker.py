@@ -71,17 +71,18 @@ def worker_command(endpoint, name, lanes, spec, concurrency, key_file, server_ke
             raise UsageError(f"lane {lane!r} is longer than {protocol.MAX_LANE} characters")
     if len(lane_list) > protocol.MAX_LANES:
         raise UsageError(f"at most {protocol.MAX_LANES} lanes")
-    from ..sandbox import Sandbox
-
-    # This machine's sandbox: its own config, its own home masked, its own ledger.
-    box = Sandbox.from_config(config, home, sandbox)
-    box.ledger.reap()
-    if not box.enabled:
-        logging.getLogger("crewctl.worker").warning("worker turns run UNSANDBOXED (--sandbox off / [sandbox] mode = \"off\")")
     settings = HostSettings(endpoint="", name=name or "", lanes=tuple(lane_list), concurrency=concurrency, spec=spec,
-                            workdir=os.path.abspath(workdir), heartbeat=heartbeat, config=config, sandbox=box)
+                            workdir=os.path.abspath(workdir), heartbeat=heartbeat, config=config)
     if not protocol.NAME_RE.match(settings.name) or len(settings.name) > protocol.MAX_NAME:
         raise UsageError(f"a host name is letters, digits and . _ @ : + - (at most {protocol.MAX_NAME}), not {settings.name!r}")
+    from ..sandbox import Sandbox
+
+    # This machine's sandbox: its own config, its home masked, and a ledger of its own, so
+    # that it only ever ends what an earlier run of this worker left.
+    settings.sandbox = Sandbox.from_config(config, home, sandbox, owner=f"worker-{settings.name}")
+    settings.sandbox.ledger.reap()
+    if not settings.sandbox.enabled:
+        logging.getLogger("crewctl.worker").warning("worker turns run UNSANDBOXED (--sandbox off / [sandbox] mode = \"off\")")
 
     if endpoint:
         settings.endpoint = endpoint
