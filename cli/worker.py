@@ -21,7 +21,7 @@ __all__ = ["worker_command"]
               help="The supervisor's agents endpoint, e.g. tcp://10.0.0.5:7700 (default: the running "
                    "supervisor of $CREWCTL_HOME, read from its daemon.json at every reconnect).")
 @click.option("--name", metavar="NAME", help="This host's name (default: the machine's hostname). A restarted "
-                                              "worker with the same name takes over from the old one.")
+                                              "worker with the same name and key takes over from the old one.")
 @click.option("--lanes", default="", metavar="A,B", help="Lanes this host serves, comma-separated. Steps with a lane go "
                                                          "only to hosts serving it; every host takes lane-less steps.")
 @click.option("--worker", "spec", metavar="SPEC", help="The brain for worker turns here (default: the goal's worker brain).")
