@@ -17,6 +17,7 @@ The three endpoints, and what each one proves about who is talking (transport/br
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import logging
 import os
@@ -38,6 +39,7 @@ from ..goal.criteria import parse_criteria
 from ..goal.model import TERMINAL, Budget
 from ..goal.views import goal_view
 from ..home import private_dir
+from ..sandbox import Sandbox
 from ..store import Store, open_store
 from ..transport import control, keys
 from ..transport.broker import Broker, Endpoint
@@ -67,6 +69,7 @@ class DaemonOptions:
     turn_timeout: float | None = None
     heartbeat: float = 1.0
     control: str | None = None  # the control endpoint (`crewctl run --control`); None: ipc:// in the home
+    sandbox: str | None = None  # "on" | "off" (`crewctl run --sandbox`); None: the config's [sandbox] mode
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -138,6 +141,9 @@ class Daemon(pykka.ThreadingActor):
     def _start_supervisor(self, goal_id: str, *, recover: bool) -> pykka.ActorRef:
         ref = GoalSupervisor.start(self.ctx, goal_id)
         self.goals[goal_id] = ref
+        assert self.ctx.sandbox is not None
+        if not self.ctx.sandbox.enabled:
+            ref.tell(Deliver(ev.Unsandboxed(why="crewctl run --sandbox off ([sandbox] mode = \"off\")")))
         if recover:
             ref.tell(Deliver(ev.Recover()))
         return ref
@@ -337,15 +343,33 @@ def run_daemon(opts: DaemonOptions, *, stop: threading.Event | None = None, on_r
         if opts.listen.startswith("inproc://"):
             raise UsageError(f"--listen {opts.listen}: inproc:// reaches nothing outside this process; use tcp://HOST:PORT")
         control_endpoint = control.check_control_endpoint(opts.control) if opts.control else None
+        sandbox = _hiding_control(Sandbox.from_config(config, opts.home, opts.sandbox), opts.home, control_endpoint)
+        # Whatever a killed run left (an agent, a check, a verifier's brain) ends before
+        # any goal resumes: never two copies of one turn at work.
+        left = sandbox.ledger.reap()
+        if left:
+            log.warning("ended %d process(es) a previous run left behind: %s", len(left), ", ".join(map(str, left)))
         store = open_store(opts.db_url, opts.home)
         try:
             _server_keys(opts.home)  # after the store: a bad --db is the one line a user sees
         except BaseException:
             store.close()
             raise
-        return _serve(opts, config, store, stop or threading.Event(), on_ready, control_endpoint)
+        log.info("agents run in: %s", sandbox.describe())
+        return _serve(opts, config, store, sandbox, stop or threading.Event(), on_ready, control_endpoint)
     finally:
         lock.release()
+
+
+def _hiding_control(sandbox: Sandbox, home: str, control_endpoint: str | None) -> Sandbox:
+    """The sandbox with the control socket's directory masked too, where it is not already
+    (the masked home holds it, unless its path was too long and it moved under /tmp)."""
+    if control_endpoint is not None:
+        return sandbox
+    run = control.run_dir(home)
+    if os.path.commonpath([os.path.realpath(run), sandbox.home]) == sandbox.home:
+        return sandbox
+    return dataclasses.replace(sandbox, masked=(*sandbox.masked, run))
 
 
 def _server_keys(home: str) -> tuple[bytes, bytes]:
@@ -357,7 +381,9 @@ def _server_keys(home: str) -> tuple[bytes, bytes]:
     return keys.server_keys(home)
 
 
-def _serve(opts: DaemonOptions, config: Config, store: Store, stop: threading.Event, on_ready, control_endpoint: str | None) -> int:
+def _serve(
+    opts: DaemonOptions, config: Config, store: Store, sandbox: Sandbox, stop: threading.Event, on_ready, control_endpoint: str | None
+) -> int:
     token = new_token()
     started_at = utcnow().isoformat()
     ctx = Context(
@@ -367,6 +393,7 @@ def _serve(opts: DaemonOptions, config: Config, store: Store, stop: threading.Ev
         clock=utcnow,
         verifier=_verifier_settings(config),
         turn_timeout=opts.turn_timeout,
+        sandbox=sandbox,
     )
     holder: dict[str, Any] = {}
 
@@ -404,6 +431,7 @@ def _serve(opts: DaemonOptions, config: Config, store: Store, stop: threading.Ev
                 "db": store.describe,
                 "started_at": started_at,
                 "goals": len(store.live_goal_ids()),
+                "sandbox": sandbox.describe(),
             },
             "hosts": hosts,
             "dropped_frames": broker.dropped(),

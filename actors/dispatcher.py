@@ -371,6 +371,7 @@ def start_dispatcher(ctx, broker, opts) -> Dispatcher:
             concurrency=1,
             heartbeat=opts.heartbeat,
             config=ctx.config,
+            sandbox=ctx.sandbox,
         )
         hosts.append(AgentHost(settings, context=broker.context))
     dispatcher = Dispatcher(core, hosts)

@@ -23,6 +23,7 @@ __all__ = [
     "Pause",
     "RaiseBudget",
     "Recover",
+    "Unsandboxed",
     "Resume",
     "RoundFinished",
     "SendBack",
@@ -182,6 +183,13 @@ class Wake:
 
 
 @dataclass(frozen=True)
+class Unsandboxed:
+    """The supervisor runs this goal's agents without a sandbox (`crewctl run --sandbox off`)."""
+
+    why: str
+
+
+@dataclass(frozen=True)
 class Recover:
     """The supervisor (re)started with this goal loaded from the store."""
 
@@ -211,5 +219,6 @@ Event = (
     | StepFailed
     | Wake
     | Recover
+    | Unsandboxed
     | Fail
 )

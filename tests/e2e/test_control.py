@@ -12,7 +12,7 @@ import stat
 
 import pytest
 
-from crewctl.testing import Supervisor, run_cli, wait_until
+from crewctl.testing import Supervisor, run_cli, wait_until, write_agent
 from crewctl.testing.hosts import RawPeer, status
 from crewctl.transport import control
 from crewctl.transport.codec import message, pack
@@ -110,6 +110,44 @@ def test_the_control_socket_lives_in_a_0700_directory_and_the_home_and_database_
         for path in (db, db + "-wal", db + "-shm", os.path.join(home, "daemon.json"), os.path.join(home, "keys", "server.key_secret")):
             assert mode(path) == 0o600, path
         assert mode(os.path.join(home, "keys")) == 0o700
+
+
+# A lead that looks for the control socket from inside its sandbox and tries to connect.
+LOOK_FOR_THE_SOCKET = """
+import socket
+path = SOCKET
+seen = {"exists": os.path.exists(path)}
+try:
+    seen["listing"] = os.listdir(os.path.dirname(path))
+except OSError as exc:
+    seen["listing"] = type(exc).__name__
+try:
+    socket.socket(socket.AF_UNIX).connect(path)
+    seen["connect"] = "connected"
+except OSError as exc:
+    seen["connect"] = type(exc).__name__
+with open("seen.json", "w") as f:
+    json.dump(seen, f)
+marker("READY", {"summary": "looked around"})
+"""
+
+
+@pytest.mark.parametrize("home_name", ["home", "h" * 100], ids=["short-home", "home-too-long-for-a-socket-path"])
+def test_an_agent_can_neither_see_nor_reach_the_control_socket(tmp_path, ws, home_name):
+    with Supervisor(tmp_path, home=str(tmp_path / home_name)) as sup:
+        socket_path = sup.info()["control"][len("ipc://"):]
+        lead = write_agent(tmp_path, "lead", f"SOCKET = {socket_path!r}\n" + LOOK_FOR_THE_SOCKET)
+        goal = sup.new_goal("look", "--criterion", "c", "--check", "true", lead=lead, workspace=ws)
+        sup.wait_for_status(goal, "awaiting_signoff")
+        assert "unsandboxed" not in sup.event_types(goal)
+        with open(os.path.join(ws, "seen.json")) as f:
+            seen = json.load(f)
+        assert seen == {"exists": False, "listing": seen["listing"], "connect": "FileNotFoundError"}
+        # Its directory is an empty mask, or (inside the masked home) shows only the turn's
+        # own scratch that the sandbox binds there.
+        assert seen["listing"] == "FileNotFoundError" or os.path.basename(socket_path) not in seen["listing"]
+        assert os.path.exists(socket_path)  # while the operator's CLI reaches it as ever
+        assert status(sup)["daemon"]["pid"] == sup.pid
 
 
 def test_an_existing_database_left_readable_is_tightened_at_start(tmp_path):
