@@ -190,6 +190,16 @@ class RawPeer:
     def send_msg(self, msg: dict[str, Any]) -> None:
         self.sock.send(pack(msg))
 
+    def offer_msg(self, msg: dict[str, Any]) -> bool:
+        """Send if a connection will take it; False if none will. For a peer the other side
+        refuses at the handshake: between its reconnects it has no connection to queue on,
+        where send_msg would wait forever."""
+        try:
+            self.sock.send(pack(msg), zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        return True
+
     def recv(self, timeout: float = 2.0) -> dict[str, Any] | None:
         """The next decodable message, or None at the deadline."""
         if not self.sock.poll(int(timeout * 1000)):

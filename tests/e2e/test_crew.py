@@ -237,12 +237,12 @@ def test_with_curve_an_unknown_key_gets_no_task_and_its_forged_result_is_not_rec
             forged = message("result", task=queued, ok=True, text="forged", usage={}, seconds=1.0, changed_files=["evil"], error=None, kind=None)
             client = keys.load_secret(f"{out}/rogue.key_secret")
             with RawPeer(sup.info()["listen"], client_keys=client, server_key=keys.server_keys(home)[0]) as forger:
-                forger.send_msg(message("hello", name="forger", lanes=["remote"], concurrency=1, instance="x", pid=1))
-                forger.send_msg(forged)
+                forger.offer_msg(message("hello", name="forger", lanes=["remote"], concurrency=1, instance="x", pid=1))
+                forger.offer_msg(forged)
                 assert forger.recv(timeout=0.5) is None
             with RawPeer(sup.info()["listen"]) as plain:  # no CURVE at all: refused too
-                plain.send_msg(message("hello", name="plain", lanes=["remote"], concurrency=1, instance="y", pid=1))
-                plain.send_msg(forged)
+                plain.offer_msg(message("hello", name="plain", lanes=["remote"], concurrency=1, instance="y", pid=1))
+                plain.offer_msg(forged)
                 assert plain.recv(timeout=0.5) is None
 
             # Allowing a key takes effect in the running supervisor, with no restart.
@@ -300,10 +300,11 @@ def test_a_peer_saying_hello_as_local_1_gets_no_task_and_the_in_process_worker_f
         local = wait_for_host(sup, "local-1")
         with RawPeer(sup.info()["listen"], **(peer_keys(sup, key) if key else {})) as impostor:
             hello = message("hello", name="local-1", lanes=[], concurrency=8, instance="impostor", pid=1)
-            impostor.send_msg(hello)
+            send = impostor.send_msg if key else impostor.offer_msg  # without a key it may have no connection
+            send(hello)
             goal = sup.new_goal("two files", "--criterion", "both", "--check", files_check("s1.txt", "s2.txt"),
                                 lead=lead, worker=worker, workspace=ws)
-            impostor.send_msg(hello)  # again, while the goal's steps are queued
+            send(hello)  # again, while the goal's steps are queued
             view = sup.wait_for_status(goal, "awaiting_signoff")
             got = impostor.recv_all(timeout=0.5)
         if key is None:

@@ -375,11 +375,11 @@ def test_only_allowed_keys_attach_and_a_key_allowed_later_works_without_restart(
     box = rig.host("box", lanes=["remote"], **curve)
     rig.enqueue("g1/s1/1", lane="remote")
     with RawPeer(rig.endpoint, **curve) as forger:
-        forger.send_msg(message("hello", name="forger", lanes=["remote"], concurrency=1, instance="f", pid=1))
-        forger.send_msg(message("result", task="g1/s1/1", ok=True, text="forged", usage={}, seconds=0, changed_files=[]))
+        forger.offer_msg(message("hello", name="forger", lanes=["remote"], concurrency=1, instance="f", pid=1))
+        forger.offer_msg(message("result", task="g1/s1/1", ok=True, text="forged", usage={}, seconds=0, changed_files=[]))
         assert forger.recv(timeout=1.0) is None  # refused at the handshake: nothing comes back
     with RawPeer(rig.endpoint) as plain:  # no CURVE at all, on loopback: refused too
-        plain.send_msg(message("hello", name="plain", lanes=["remote"], concurrency=1, instance="p", pid=1))
+        plain.offer_msg(message("hello", name="plain", lanes=["remote"], concurrency=1, instance="p", pid=1))
         assert plain.recv(timeout=1.0) is None
     assert not box.attached.is_set()
     assert sorted(h["name"] for h in rig.dispatcher.hosts()) == ["local-1"]
