@@ -490,7 +490,6 @@ def _verifier_settings(config: Config) -> VerifierSettings:
     section = getattr(config, "verifier", None) or {}
     return VerifierSettings(
         inherit_home=section.get("home") == "inherit",
-        env_allow=tuple(section.get("env_allow", ())),
     )
 
 

@@ -50,6 +50,12 @@ CLI_STATE: dict[str, tuple[str, ...]] = {
     "aider": (".aider", ".cache/aider"),
     "llm": (".config/io.datasette.llm",),
 }
+# ... or where the operator's environment moves it.
+CLI_STATE_ENV: dict[str, tuple[str, ...]] = {
+    "claude": ("CLAUDE_CONFIG_DIR",),
+    "codex": ("CODEX_HOME",),
+    "llm": ("LLM_USER_PATH",),
+}
 
 
 @dataclass(frozen=True)
@@ -178,12 +184,9 @@ class Sandbox:
         return env, self.policy(role, workdir, kind=kind)
 
     def _cli_state(self, kind: str | None) -> list[str]:
-        out = []
-        for rel in CLI_STATE.get(kind or "", ()):
-            path = os.path.join(self.operator_home, rel)
-            if os.path.exists(path):
-                out.append(path)
-        return out
+        candidates = [os.path.join(self.operator_home, rel) for rel in CLI_STATE.get(kind or "", ())]
+        candidates += [os.environ[name] for name in CLI_STATE_ENV.get(kind or "", ()) if os.environ.get(name)]
+        return [path for path in candidates if os.path.isabs(path) and os.path.exists(path)]
 
 
 def probe(config: "Config | None" = None, mode: str | None = None) -> SandboxProbe:
