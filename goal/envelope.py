@@ -111,10 +111,11 @@ def commit_message(state: GoalState, round_no: int) -> str:
 
 
 def pr_body(state: GoalState, events: Iterable[Mapping[str, Any]], *, round_no: int, branch: str | None,
-            commit: str | None, base: str | None, files: Iterable[str]) -> str:
-    """pr.md: objective, criteria with their evidence, the gate rounds, the changes, spend."""
+            commit: str | None, base: str | None, files: Iterable[str] | None) -> str:
+    """pr.md: objective, criteria with their evidence, the gate rounds, the changes, spend.
+    `files` None: the changes are unknown (the workspace had no git history to compare with)."""
     timeline = list(events)
-    files = list(files)
+    files = None if files is None else list(files)
     out = [f"# {pr_title(state)}", ""]
     out += ["> " + line if line.strip() else ">" for line in state.objective[:4000].splitlines()] or ["> " + state.objective]
     out += [
@@ -138,7 +139,9 @@ def pr_body(state: GoalState, events: Iterable[Mapping[str, Any]], *, round_no: 
     if branch and commit:
         out.append(f"Branch `{branch}`, commit `{commit[:12]}` on `{(base or '')[:12]}` (the goal's starting commit).")
         out.append("")
-    if files:
+    if files is None:
+        out.append("Unknown: the workspace had no git commit when the goal started, so there is no branch or patch.")
+    elif files:
         out.append(f"{len(files)} file(s) changed:")
         out += [f"- `{f}`" for f in files[:MAX_FILES]]
         if len(files) > MAX_FILES:

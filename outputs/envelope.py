@@ -1,0 +1,343 @@
+"""The PR envelope on disk: a branch made with git plumbing, pr.md, pr.patch.
+
+`build` turns a passed round's snapshot into one commit on top of the goal's starting
+commit, on the branch `crewctl/<goal id>`, and never touches the user's branch, index or
+working tree: the commit is made in a temporary index (GIT_INDEX_FILE) that starts as the
+starting commit's tree, takes every file of the snapshot (`hash-object -w --no-filters`:
+no clean filter runs), drops what the snapshot no longer has, and becomes a tree
+(`write-tree`), a commit (`commit-tree`) and a ref (`update-ref`). Only the object store
+and that one ref change.
+
+What the snapshot leaves out on purpose is not a deletion: a submodule stays at its
+commit, and a symlink that points out of the work (the snapshot never copies those) stays
+as it was.
+
+`push` and `open_pr` are what `crewctl goal pr` runs on the operator's behalf.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from ..actors.runtime import goal_dir
+from ..exceptions import CrewError
+from .git import GitError, git, git_env
+
+__all__ = [
+    "Built",
+    "EnvelopeError",
+    "GitBase",
+    "base_of",
+    "build",
+    "envelope_files",
+    "open_pr",
+    "push",
+    "read_record",
+    "stage_snapshot",
+    "staged_snapshot",
+    "supersede",
+    "write_files",
+]
+
+_ZERO = "0" * 40
+RECORD = "envelope.json"
+
+
+class EnvelopeError(CrewError):
+    """The envelope cannot be made or used; the message says why in one line (exit 1)."""
+
+    code = "envelope"
+
+
+@dataclass(frozen=True)
+class GitBase:
+    commit: str | None
+    branch: str | None
+
+
+@dataclass(frozen=True)
+class Built:
+    branch: str
+    commit: str
+    base: str
+    files: tuple[str, ...]  # changed paths, relative to the repository's top
+    patch: bytes
+
+
+# -- where things are ------------------------------------------------------------------------
+
+
+def envelope_files(home: str, goal_id: str) -> dict[str, str]:
+    d = goal_dir(home, goal_id)
+    return {"dir": d, "pr": os.path.join(d, "pr.md"), "patch": os.path.join(d, "pr.patch"), "record": os.path.join(d, RECORD)}
+
+
+def _staging(home: str, goal_id: str, round_no: int) -> str:
+    return os.path.join(goal_dir(home, goal_id), "envelope", f"round-{round_no}")
+
+
+def stage_snapshot(home: str, goal_id: str, round_no: int, snapshot: str) -> str | None:
+    """Move the round's snapshot where the envelope is built from, so that ending the
+    round (which removes the round's directory) cannot take it away. A rename: instant."""
+    dest = _staging(home, goal_id, round_no)
+    if os.path.isdir(dest):
+        return dest
+    if not os.path.isdir(snapshot):
+        return None
+    os.makedirs(os.path.dirname(dest), mode=0o700, exist_ok=True)
+    os.replace(snapshot, dest)
+    return dest
+
+
+def staged_snapshot(home: str, goal_id: str, round_no: int) -> str | None:
+    dest = _staging(home, goal_id, round_no)
+    return dest if os.path.isdir(dest) else None
+
+
+# -- the starting point ----------------------------------------------------------------------
+
+
+def base_of(workspace: str) -> GitBase:
+    """The commit and branch checked out in `workspace` now, if it is in a git work tree."""
+    try:
+        inside = git(["rev-parse", "--is-inside-work-tree"], cwd=workspace, check=False)
+        if inside.returncode != 0 or inside.stdout.strip() != b"true":
+            return GitBase(None, None)
+        head = git(["rev-parse", "--verify", "-q", "HEAD^{commit}"], cwd=workspace, check=False)
+        branch = git(["symbolic-ref", "--short", "-q", "HEAD"], cwd=workspace, check=False)
+    except GitError:
+        return GitBase(None, None)
+    commit = head.stdout.decode().strip() if head.returncode == 0 else None
+    name = branch.stdout.decode("utf-8", "replace").strip() if branch.returncode == 0 else None
+    return GitBase(commit or None, name or None)
+
+
+# -- building ----------------------------------------------------------------------------------
+
+
+def build(workspace: str, snapshot: str, *, base: str, branch: str, message: str, when: str | None = None) -> Built:
+    """One commit on `base` holding exactly the snapshot, as `branch`. Raises EnvelopeError."""
+    try:
+        top = git(["rev-parse", "--show-toplevel"], cwd=workspace).stdout.decode("utf-8", "surrogateescape").strip()
+        prefix = git(["rev-parse", "--show-prefix"], cwd=workspace).stdout.decode("utf-8", "surrogateescape").strip()
+        git(["cat-file", "-e", f"{base}^{{commit}}"], cwd=top)
+    except GitError as exc:
+        raise EnvelopeError(f"the starting commit {base[:12]} is not in the workspace's repository ({exc})") from None
+    scratch = tempfile.mkdtemp(prefix="crewctl-envelope-")
+    try:
+        env = git_env(extra={"GIT_INDEX_FILE": os.path.join(scratch, "index")})
+        git(["read-tree", base], cwd=top, env=env)
+        before = _index(top, env, prefix)
+        now, links = _snapshot_entries(snapshot, prefix, scratch)
+        _hash(top, env, now, links)
+        changes = _changes(top, env, prefix, before, now)
+        if changes:
+            records = b"".join(
+                (f"{mode} {sha}\t".encode() + path.encode("utf-8", "surrogateescape") + b"\0")
+                for path, (mode, sha) in changes
+            )
+            git(["update-index", "-z", "--replace", "--index-info"], cwd=top, env=env, input=records)
+        tree = git(["write-tree"], cwd=top, env=env).stdout.decode().strip()
+        commit = git(
+            ["commit-tree", "--no-gpg-sign", tree, "-p", base, "-F", "-"], cwd=top, env=_identity(top, env, when), input=message.encode()
+        ).stdout.decode().strip()
+        git(["update-ref", "-m", f"crewctl: PR envelope ({branch})", f"refs/heads/{branch}", commit], cwd=top, env=env)
+        patch = git(["diff-tree", "-p", "--binary", "--full-index", "--no-color", base, commit], cwd=top, env=env).stdout
+    except GitError as exc:
+        raise EnvelopeError(str(exc)) from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return Built(branch=branch, commit=commit, base=base, files=tuple(sorted(p for p, _ in changes)), patch=patch)
+
+
+def _index(top: str, env: dict[str, str], prefix: str) -> dict[str, tuple[str, str]]:
+    """path -> (mode, sha) of the temporary index, under the workspace's prefix."""
+    out = git(["ls-files", "-s", "-z", "--", prefix or "."], cwd=top, env=env).stdout
+    entries = {}
+    for record in out.split(b"\0"):
+        if not record:
+            continue
+        meta, path = record.split(b"\t", 1)
+        mode, sha, _stage = meta.decode().split(" ")
+        entries[path.decode("utf-8", "surrogateescape")] = (mode, sha)
+    return entries
+
+
+def _snapshot_entries(snapshot: str, prefix: str, scratch: str) -> tuple[dict[str, list], dict[str, str]]:
+    """path -> [mode, source file, sha or None] for every file and symlink of the snapshot."""
+    entries: dict[str, list] = {}
+    links: dict[str, str] = {}
+    for root, dirs, names in os.walk(snapshot):
+        dirs.sort()
+        for name in sorted(names) + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            src = os.path.join(root, name)
+            rel = prefix + os.path.relpath(src, snapshot).replace(os.sep, "/")
+            st = os.lstat(src)
+            if stat.S_ISLNK(st.st_mode):
+                target = os.path.join(scratch, f"link-{len(links)}")
+                with open(target, "wb") as f:
+                    f.write(os.fsencode(os.readlink(src)))
+                links[rel] = target
+                entries[rel] = ["120000", target, None]
+            elif stat.S_ISREG(st.st_mode):
+                entries[rel] = ["100755" if st.st_mode & stat.S_IXUSR else "100644", src, None]
+    return entries, links
+
+
+def _hash(top: str, env: dict[str, str], entries: dict[str, list], links: dict[str, str]) -> None:
+    """Write every file's blob (one git process for all of them) and fill in its sha."""
+    if not entries:
+        return
+    paths = list(entries)
+    listing = "".join(entries[p][1] + "\n" for p in paths).encode("utf-8", "surrogateescape")
+    if any("\n" in entries[p][1] for p in paths):
+        raise GitError("a path in the snapshot contains a line break; git hash-object cannot take it")
+    shas = git(["hash-object", "-w", "--no-filters", "--stdin-paths"], cwd=top, env=env, input=listing).stdout.split()
+    if len(shas) != len(paths):
+        raise GitError("git hash-object returned fewer objects than files")
+    for path, sha in zip(paths, shas):
+        entries[path][2] = sha.decode()
+
+
+def _changes(top: str, env: dict[str, str], prefix: str, before: dict[str, tuple[str, str]], now: dict[str, list]) -> list[tuple[str, tuple[str, str]]]:
+    """Index records turning `before` into the snapshot: removals first, then additions."""
+    submodules = [p for p, (mode, _) in before.items() if mode == "160000"]
+
+    def in_submodule(path: str) -> bool:
+        return any(path == s or path.startswith(s + "/") for s in submodules)
+
+    removed, added = [], []
+    for path, (mode, sha) in before.items():
+        if path in now or mode == "160000":
+            continue
+        if mode == "120000" and _escapes(top, env, path, sha, prefix):
+            continue  # the snapshot never copies a symlink that points out of the work
+        removed.append((path, ("0", _ZERO)))
+    for path, (mode, _src, sha) in now.items():
+        if in_submodule(path):
+            continue  # a submodule's files, copied into the snapshot; its commit stays
+        if before.get(path) != (mode, sha):
+            added.append((path, (mode, sha)))
+    return removed + added
+
+
+def _escapes(top: str, env: dict[str, str], path: str, sha: str, prefix: str) -> bool:
+    target = git(["cat-file", "blob", sha], cwd=top, env=env).stdout.decode("utf-8", "surrogateescape")
+    rel = path[len(prefix):]
+    resolved = os.path.normpath(os.path.join(os.path.dirname(rel), target))
+    return os.path.isabs(target) or resolved == ".." or resolved.startswith("../")
+
+
+def _identity(top: str, env: dict[str, str], when: str | None) -> dict[str, str]:
+    """The commit's author and committer: the operator's git identity if it has one."""
+    own = git_env(isolated=False)
+    name = git(["config", "--get", "user.name"], cwd=top, env=own, check=False).stdout.decode("utf-8", "replace").strip()
+    email = git(["config", "--get", "user.email"], cwd=top, env=own, check=False).stdout.decode("utf-8", "replace").strip()
+    ident = dict(env)
+    ident.update(
+        GIT_AUTHOR_NAME=name or "crewctl",
+        GIT_AUTHOR_EMAIL=email or "crewctl@localhost",
+        GIT_COMMITTER_NAME=name or "crewctl",
+        GIT_COMMITTER_EMAIL=email or "crewctl@localhost",
+    )
+    if when:
+        ident.update(GIT_AUTHOR_DATE=when, GIT_COMMITTER_DATE=when)
+    return ident
+
+
+# -- files -------------------------------------------------------------------------------------
+
+
+def write_files(home: str, goal_id: str, *, round_no: int, body: str, built: Built | None) -> dict[str, str | None]:
+    """pr.md (always), pr.patch and envelope.json (when there is a commit)."""
+    paths = envelope_files(home, goal_id)
+    os.makedirs(paths["dir"], mode=0o700, exist_ok=True)
+    _write(paths["pr"], body.encode("utf-8"))
+    if built is None:
+        for stale in ("patch", "record"):
+            _remove(paths[stale])
+        return {"pr": paths["pr"], "patch": None}
+    _write(paths["patch"], built.patch)
+    record = {"round": round_no, "branch": built.branch, "commit": built.commit, "base": built.base, "files": list(built.files)}
+    _write(paths["record"], json.dumps(record).encode())
+    return {"pr": paths["pr"], "patch": paths["patch"]}
+
+
+def read_record(home: str, goal_id: str) -> dict[str, Any] | None:
+    try:
+        with open(envelope_files(home, goal_id)["record"], encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def supersede(home: str, goal_id: str, workspace: str, *, round_no: int, branch: str | None, commit: str | None) -> None:
+    """Take down the envelope of `round_no`: its branch (only if it still points at its own
+    commit), its files (only if they are that round's), and its staged snapshot."""
+    paths = envelope_files(home, goal_id)
+    record = read_record(home, goal_id)
+    if record is not None and record.get("round") == round_no:
+        for key in ("pr", "patch", "record"):
+            _remove(paths[key])
+    if branch and commit:
+        try:
+            top = git(["rev-parse", "--show-toplevel"], cwd=workspace).stdout.decode("utf-8", "surrogateescape").strip()
+            git(["update-ref", "-d", f"refs/heads/{branch}", commit], cwd=top, check=False)
+        except GitError:
+            pass  # the workspace or its repository is gone: nothing to take down
+    shutil.rmtree(_staging(home, goal_id, round_no), ignore_errors=True)
+
+
+def _write(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+# -- handing it over -----------------------------------------------------------------------------
+
+
+def push(workspace: str, branch: str, remote: str) -> str:
+    """Push the branch (forced: it is crewctl's own) with the operator's git config, which
+    has the credentials, and without hooks. Returns what git said."""
+    if remote.startswith("-"):
+        raise EnvelopeError(f"{remote!r} is not a remote")
+    ref = f"refs/heads/{branch}"
+    try:
+        done = git(["push", "--porcelain", remote, f"+{ref}:{ref}"], cwd=workspace, env=git_env(isolated=False), timeout=600)
+    except GitError as exc:
+        raise EnvelopeError(str(exc)) from None
+    return done.stdout.decode("utf-8", "replace").strip()
+
+
+def open_pr(workspace: str, *, branch: str, base_branch: str | None, title: str, body_file: str) -> str:
+    """`gh pr create` with the envelope's body; returns what gh printed (the PR's URL)."""
+    gh = shutil.which("gh")
+    if gh is None:
+        raise EnvelopeError("gh (GitHub's CLI) is not installed; open the pull request yourself with the body in " + body_file)
+    argv = [gh, "pr", "create", "--head", branch, "--title", title, "--body-file", body_file]
+    if base_branch:
+        argv += ["--base", base_branch]
+    try:
+        done = subprocess.run(argv, cwd=workspace, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise EnvelopeError(f"gh pr create could not run: {exc}") from None
+    if done.returncode != 0:
+        raise EnvelopeError("gh pr create failed: " + (" ".join(done.stderr.split())[:300] or f"exit {done.returncode}"))
+    return done.stdout.strip()
