@@ -14,8 +14,6 @@ Both report back as goal events; the supervisor records them like any other.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import threading
 import time
 import uuid
@@ -35,7 +33,6 @@ from ..outputs import envelope as envelope_io
 from ..outputs import memory, skills
 from ..store import TurnWrite
 from .messages import Deliver
-from .runtime import round_dir
 
 if TYPE_CHECKING:
     from .supervisor import GoalSupervisor
@@ -90,11 +87,6 @@ class Outputs:
         elif isinstance(effect, SaveReflection):
             self._save(effect)
         elif isinstance(effect, BuildEnvelope):
-            # Out of the round's directory first: ending the round removes that directory.
-            try:
-                envelope_io.stage_snapshot(ctx.home, sup.goal_id, effect.round, os.path.join(round_dir(ctx.home, sup.goal_id, effect.round), "work"))
-            except OSError as exc:
-                log.warning("goal %s: cannot keep round %d's snapshot for the envelope: %s", sup.goal_id, effect.round, exc)
             self._envelope_actor().tell(_Build(round=effect.round, state=state, at=ctx.clock().isoformat()))
         elif isinstance(effect, SupersedeEnvelope):
             self._envelope_actor().tell(_Supersede(round=effect.round, branch=effect.branch, commit=effect.commit))
@@ -236,30 +228,28 @@ class EnvelopeActor(pykka.ThreadingActor):
 
     def _make(self, job: _Build) -> ev.EnvelopeBuilt:
         state = job.state
-        source = envelope_io.staged_snapshot(self.home, self.goal_id, job.round)
-        if source is None:
-            record = envelope_io.read_record(self.home, self.goal_id)
-            if record is not None and record.get("round") == job.round:  # built before a crash
-                files = envelope_io.envelope_files(self.home, self.goal_id)
-                return ev.EnvelopeBuilt(
-                    round=job.round, branch=record["branch"], commit=record["commit"], base=record["base"],
-                    files=tuple(record.get("files") or ()), pr=files["pr"], patch=files["patch"],
-                )
-            return ev.EnvelopeBuilt(round=job.round, error=f"round {job.round}'s snapshot is gone; nothing to build the envelope from")
+        record = envelope_io.read_record(self.home, self.goal_id)
+        if record is not None and record.get("round") == job.round:  # made before a crash
+            files = envelope_io.envelope_files(self.home, self.goal_id)
+            return ev.EnvelopeBuilt(
+                round=job.round, branch=record["branch"], commit=record["commit"], base=record["base"],
+                files=tuple(record.get("files") or ()), pr=files["pr"], patch=files["patch"],
+            )
         events = self.store.events(self.goal_id)
-        branch = envelope_rules.branch_name(self.goal_id)
-        base = state.base_commit
-        if base is None:
+        if state.base_commit is None:
             body = envelope_rules.pr_body(state, events, round_no=job.round, branch=None, commit=None, base=None, files=None)
             paths = envelope_io.write_files(self.home, self.goal_id, round_no=job.round, body=body, built=None)
-            shutil.rmtree(source, ignore_errors=True)
             return ev.EnvelopeBuilt(
                 round=job.round, pr=paths["pr"],
                 error="the workspace had no git commit when the goal started, so there is no branch or patch; pr.md is written",
             )
+        ready = envelope_io.prepared(self.home, self.goal_id, job.round)
+        if ready is None:
+            return ev.EnvelopeBuilt(round=job.round, error=f"round {job.round}'s snapshot was not kept for the envelope")
         try:
-            built = envelope_io.build(
-                state.workspace, source, base=base, branch=branch, message=envelope_rules.commit_message(state, job.round), when=job.at
+            built = envelope_io.finish(
+                state.workspace, ready, branch=envelope_rules.branch_name(self.goal_id),
+                message=envelope_rules.commit_message(state, job.round), when=job.at,
             )
         except envelope_io.EnvelopeError as exc:
             return ev.EnvelopeBuilt(round=job.round, error=str(exc))
@@ -267,7 +257,6 @@ class EnvelopeActor(pykka.ThreadingActor):
             state, events, round_no=job.round, branch=built.branch, commit=built.commit, base=built.base, files=built.files
         )
         paths = envelope_io.write_files(self.home, self.goal_id, round_no=job.round, body=body, built=built)
-        shutil.rmtree(source, ignore_errors=True)  # envelope.json stands in for it after a crash
         return ev.EnvelopeBuilt(
             round=job.round, branch=built.branch, commit=built.commit, base=built.base, files=built.files,
             pr=paths["pr"], patch=paths["patch"],

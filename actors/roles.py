@@ -32,6 +32,7 @@ from .isolation import scrubbed_env, seed_home
 from .messages import Deliver, RoleCrashed, RunTurn
 from .runtime import crash_point, round_dir
 from .snapshot import SnapshotError, snapshot_workspace
+from ..outputs import envelope
 
 __all__ = ["Interrupt", "LeadActor", "RoundActor", "VerifierSettings"]
 
@@ -179,8 +180,10 @@ class RoundActor(pykka.ThreadingActor):
         settings: VerifierSettings,
         timeout: float | None,
         interrupt: Interrupt,
+        envelope_base: str | None = None,
     ) -> None:
         super().__init__()
+        self.envelope_base = envelope_base  # the goal's starting commit: each round's PR envelope tree
         self.supervisor = supervisor
         self.home = home
         self.goal_id = goal_id
@@ -214,6 +217,10 @@ class RoundActor(pykka.ThreadingActor):
             if os.path.exists(self.dir):
                 shutil.rmtree(self.dir)  # a rerun of this round starts from a fresh snapshot
             snapshot_workspace(self.workspace, work, exclude=(self.home,))
+            if self.envelope_base:
+                # Now, while the snapshot is exactly what the lead left: checks and the
+                # verifier may leave files in it. Kept outside the round's directory.
+                envelope.prepare(self.home, self.goal_id, e.round, workspace=self.workspace, snapshot=work, base=self.envelope_base)
             os.makedirs(home, mode=0o700)
             os.makedirs(tmp)
             if not self.settings.inherit_home:

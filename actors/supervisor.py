@@ -271,6 +271,7 @@ class GoalSupervisor(pykka.ThreadingActor):
             settings=self.ctx.verifier,
             timeout=self.ctx.turn_timeout,
             interrupt=self.round_interrupt,
+            envelope_base=self.state.base_commit,
         )
         self.round.tell(effect)
 

@@ -1,12 +1,14 @@
 """The PR envelope on disk: a branch made with git plumbing, pr.md, pr.patch.
 
-`build` turns a passed round's snapshot into one commit on top of the goal's starting
-commit, on the branch `crewctl/<goal id>`, and never touches the user's branch, index or
-working tree: the commit is made in a temporary index (GIT_INDEX_FILE) that starts as the
-starting commit's tree, takes every file of the snapshot (`hash-object -w --no-filters`:
-no clean filter runs), drops what the snapshot no longer has, and becomes a tree
-(`write-tree`), a commit (`commit-tree`) and a ref (`update-ref`). Only the object store
-and that one ref change.
+A gate round's snapshot becomes one commit on top of the goal's starting commit, on the
+branch `crewctl/<goal id>`, without touching the user's branch, index or working tree:
+`prepare` (every round, as soon as the snapshot is taken, before any check or verifier
+can leave a file in it) builds its tree in a temporary index (GIT_INDEX_FILE) that starts
+as the starting commit's tree, takes every file of the snapshot (`hash-object
+--no-filters`: no clean filter runs; only the changed files' blobs are written) and drops
+what the snapshot no longer has (`write-tree`); `finish` (when that round passed) makes
+the commit (`commit-tree`) and the ref (`update-ref`). Only the object store and that one
+ref change.
 
 What the snapshot leaves out on purpose is not a deletion: a submodule stays at its
 commit, and a symlink that points out of the work (the snapshot never copies those) stays
@@ -37,11 +39,12 @@ __all__ = [
     "base_of",
     "build",
     "envelope_files",
+    "finish",
     "open_pr",
+    "prepare",
+    "prepared",
     "push",
     "read_record",
-    "stage_snapshot",
-    "staged_snapshot",
     "supersede",
     "write_files",
 ]
@@ -79,26 +82,8 @@ def envelope_files(home: str, goal_id: str) -> dict[str, str]:
     return {"dir": d, "pr": os.path.join(d, "pr.md"), "patch": os.path.join(d, "pr.patch"), "record": os.path.join(d, RECORD)}
 
 
-def _staging(home: str, goal_id: str, round_no: int) -> str:
-    return os.path.join(goal_dir(home, goal_id), "envelope", f"round-{round_no}")
-
-
-def stage_snapshot(home: str, goal_id: str, round_no: int, snapshot: str) -> str | None:
-    """Move the round's snapshot where the envelope is built from, so that ending the
-    round (which removes the round's directory) cannot take it away. A rename: instant."""
-    dest = _staging(home, goal_id, round_no)
-    if os.path.isdir(dest):
-        return dest
-    if not os.path.isdir(snapshot):
-        return None
-    os.makedirs(os.path.dirname(dest), mode=0o700, exist_ok=True)
-    os.replace(snapshot, dest)
-    return dest
-
-
-def staged_snapshot(home: str, goal_id: str, round_no: int) -> str | None:
-    dest = _staging(home, goal_id, round_no)
-    return dest if os.path.isdir(dest) else None
+def _prepared_path(home: str, goal_id: str, round_no: int) -> str:
+    return os.path.join(goal_dir(home, goal_id), "envelope", f"round-{round_no}.json")
 
 
 # -- the starting point ----------------------------------------------------------------------
@@ -120,12 +105,67 @@ def base_of(workspace: str) -> GitBase:
 
 
 # -- building ----------------------------------------------------------------------------------
+# In two halves. `prepare` runs in every gate round right after the snapshot is taken and
+# before any check or verifier runs in it (they may leave files behind: bytecode, build
+# output), and keeps only a tree id; `finish` makes the commit when that round passes.
+
+
+def prepare(home: str, goal_id: str, round_no: int, *, workspace: str, snapshot: str, base: str) -> dict[str, Any]:
+    """The tree of the snapshot on `base`, kept in the goal's directory for `finish`.
+    Never raises: what went wrong is kept instead, for the envelope to report."""
+    try:
+        tree, files = _tree(workspace, snapshot, base)
+        prepared: dict[str, Any] = {"round": round_no, "base": base, "tree": tree, "files": list(files)}
+    except (EnvelopeError, GitError, OSError) as exc:
+        prepared = {"round": round_no, "base": base, "error": str(exc)}
+    path = _prepared_path(home, goal_id, round_no)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    _write(path, json.dumps(prepared).encode())
+    return prepared
+
+
+def prepared(home: str, goal_id: str, round_no: int) -> dict[str, Any] | None:
+    try:
+        with open(_prepared_path(home, goal_id, round_no), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("round") == round_no else None
+
+
+def finish(workspace: str, ready: dict[str, Any], *, branch: str, message: str, when: str | None = None) -> Built:
+    """The commit of a prepared tree on its base, as `branch`. Raises EnvelopeError."""
+    if ready.get("error"):
+        raise EnvelopeError(ready["error"])
+    base, tree = ready["base"], ready["tree"]
+    try:
+        top = _top(workspace)
+        env = git_env()
+        commit = git(
+            ["commit-tree", "--no-gpg-sign", tree, "-p", base, "-F", "-"], cwd=top, env=_identity(top, env, when), input=message.encode()
+        ).stdout.decode().strip()
+        git(["update-ref", "-m", f"crewctl: PR envelope ({branch})", f"refs/heads/{branch}", commit], cwd=top, env=env)
+        patch = git(["diff-tree", "-p", "--binary", "--full-index", "--no-color", base, commit], cwd=top, env=env).stdout
+    except GitError as exc:
+        raise EnvelopeError(str(exc)) from None
+    return Built(branch=branch, commit=commit, base=base, files=tuple(ready.get("files") or ()), patch=patch)
 
 
 def build(workspace: str, snapshot: str, *, base: str, branch: str, message: str, when: str | None = None) -> Built:
-    """One commit on `base` holding exactly the snapshot, as `branch`. Raises EnvelopeError."""
+    """Both halves at once (the benchmark; a caller with the snapshot still pristine)."""
+    tree, files = _tree(workspace, snapshot, base)
+    return finish(workspace, {"base": base, "tree": tree, "files": list(files)}, branch=branch, message=message, when=when)
+
+
+def _top(workspace: str) -> str:
+    return git(["rev-parse", "--show-toplevel"], cwd=workspace).stdout.decode("utf-8", "surrogateescape").strip()
+
+
+def _tree(workspace: str, snapshot: str, base: str) -> tuple[str, tuple[str, ...]]:
+    """A tree holding exactly the snapshot on top of `base`, made in a temporary index:
+    only objects are written (the changed files' blobs and the trees)."""
     try:
-        top = git(["rev-parse", "--show-toplevel"], cwd=workspace).stdout.decode("utf-8", "surrogateescape").strip()
+        top = _top(workspace)
         prefix = git(["rev-parse", "--show-prefix"], cwd=workspace).stdout.decode("utf-8", "surrogateescape").strip()
         git(["cat-file", "-e", f"{base}^{{commit}}"], cwd=top)
     except GitError as exc:
@@ -135,8 +175,8 @@ def build(workspace: str, snapshot: str, *, base: str, branch: str, message: str
         env = git_env(extra={"GIT_INDEX_FILE": os.path.join(scratch, "index")})
         git(["read-tree", base], cwd=top, env=env)
         before = _index(top, env, prefix)
-        now, links = _snapshot_entries(snapshot, prefix, scratch)
-        _hash(top, env, now, links)
+        now = _snapshot_entries(snapshot, prefix, scratch)
+        _hash(top, env, now, before)
         changes = _changes(top, env, prefix, before, now)
         if changes:
             records = b"".join(
@@ -145,16 +185,9 @@ def build(workspace: str, snapshot: str, *, base: str, branch: str, message: str
             )
             git(["update-index", "-z", "--replace", "--index-info"], cwd=top, env=env, input=records)
         tree = git(["write-tree"], cwd=top, env=env).stdout.decode().strip()
-        commit = git(
-            ["commit-tree", "--no-gpg-sign", tree, "-p", base, "-F", "-"], cwd=top, env=_identity(top, env, when), input=message.encode()
-        ).stdout.decode().strip()
-        git(["update-ref", "-m", f"crewctl: PR envelope ({branch})", f"refs/heads/{branch}", commit], cwd=top, env=env)
-        patch = git(["diff-tree", "-p", "--binary", "--full-index", "--no-color", base, commit], cwd=top, env=env).stdout
-    except GitError as exc:
-        raise EnvelopeError(str(exc)) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return Built(branch=branch, commit=commit, base=base, files=tuple(sorted(p for p, _ in changes)), patch=patch)
+    return tree, tuple(sorted(p for p, _ in changes))
 
 
 def _index(top: str, env: dict[str, str], prefix: str) -> dict[str, tuple[str, str]]:
@@ -170,10 +203,11 @@ def _index(top: str, env: dict[str, str], prefix: str) -> dict[str, tuple[str, s
     return entries
 
 
-def _snapshot_entries(snapshot: str, prefix: str, scratch: str) -> tuple[dict[str, list], dict[str, str]]:
-    """path -> [mode, source file, sha or None] for every file and symlink of the snapshot."""
+def _snapshot_entries(snapshot: str, prefix: str, scratch: str) -> dict[str, list]:
+    """path -> [mode, source file, sha or None] for every file and symlink of the snapshot;
+    a symlink's source is a scratch file holding its target, which is what git stores."""
     entries: dict[str, list] = {}
-    links: dict[str, str] = {}
+    links = 0
     for root, dirs, names in os.walk(snapshot):
         dirs.sort()
         for name in sorted(names) + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
@@ -181,29 +215,38 @@ def _snapshot_entries(snapshot: str, prefix: str, scratch: str) -> tuple[dict[st
             rel = prefix + os.path.relpath(src, snapshot).replace(os.sep, "/")
             st = os.lstat(src)
             if stat.S_ISLNK(st.st_mode):
-                target = os.path.join(scratch, f"link-{len(links)}")
+                target = os.path.join(scratch, f"link-{links}")
+                links += 1
                 with open(target, "wb") as f:
                     f.write(os.fsencode(os.readlink(src)))
-                links[rel] = target
                 entries[rel] = ["120000", target, None]
             elif stat.S_ISREG(st.st_mode):
                 entries[rel] = ["100755" if st.st_mode & stat.S_IXUSR else "100644", src, None]
-    return entries, links
+    return entries
 
 
-def _hash(top: str, env: dict[str, str], entries: dict[str, list], links: dict[str, str]) -> None:
-    """Write every file's blob (one git process for all of them) and fill in its sha."""
+def _hash(top: str, env: dict[str, str], entries: dict[str, list], before: dict[str, tuple[str, str]]) -> None:
+    """Every file's blob id (one git process for all of them), written to the object store
+    only for the files that differ from the starting commit."""
     if not entries:
         return
     paths = list(entries)
-    listing = "".join(entries[p][1] + "\n" for p in paths).encode("utf-8", "surrogateescape")
     if any("\n" in entries[p][1] for p in paths):
         raise GitError("a path in the snapshot contains a line break; git hash-object cannot take it")
-    shas = git(["hash-object", "-w", "--no-filters", "--stdin-paths"], cwd=top, env=env, input=listing).stdout.split()
-    if len(shas) != len(paths):
-        raise GitError("git hash-object returned fewer objects than files")
-    for path, sha in zip(paths, shas):
-        entries[path][2] = sha.decode()
+
+    def run(selected: list[str], write: bool) -> None:
+        listing = "".join(entries[p][1] + "\n" for p in selected).encode("utf-8", "surrogateescape")
+        args = ["hash-object", *(["-w"] if write else []), "--no-filters", "--stdin-paths"]
+        shas = git(args, cwd=top, env=env, input=listing).stdout.split()
+        if len(shas) != len(selected):
+            raise GitError("git hash-object returned fewer objects than files")
+        for path, sha in zip(selected, shas):
+            entries[path][2] = sha.decode()
+
+    run(paths, write=False)
+    changed = [p for p in paths if before.get(p) != (entries[p][0], entries[p][2])]
+    if changed:
+        run(changed, write=True)
 
 
 def _changes(top: str, env: dict[str, str], prefix: str, before: dict[str, tuple[str, str]], now: dict[str, list]) -> list[tuple[str, tuple[str, str]]]:
@@ -293,7 +336,7 @@ def supersede(home: str, goal_id: str, workspace: str, *, round_no: int, branch:
             git(["update-ref", "-d", f"refs/heads/{branch}", commit], cwd=top, check=False)
         except GitError:
             pass  # the workspace or its repository is gone: nothing to take down
-    shutil.rmtree(_staging(home, goal_id, round_no), ignore_errors=True)
+    _remove(_prepared_path(home, goal_id, round_no))
 
 
 def _write(path: str, data: bytes) -> None:
