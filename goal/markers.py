@@ -422,6 +422,7 @@ def _verify_results(body: dict[str, Any]) -> dict[str, Any]:
 MEMORY_KINDS = ("fact", "preference", "strategy")
 SKILL_NAME = re.compile(r"[a-z0-9-]{1,64}")
 SKILL_BODY_LIMIT = 16 * 1024  # bytes of UTF-8
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _BODY_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
 
@@ -431,7 +432,7 @@ def _sound(text: str) -> str:
         text.encode("utf-8")
         return text
     except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return _SURROGATE.sub("\ufffd", text)
 
 
 def _reflect(body: dict[str, Any]) -> dict[str, Any]:

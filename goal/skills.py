@@ -27,12 +27,12 @@ __all__ = ["LIST_CAP", "Skill", "SkillFormatError", "parse", "prompt_section", "
 
 LIST_CAP = 1024  # bytes the skills section may add to the lead's first prompt
 DESCRIPTION_CAP = 1024  # characters, as the Agent Skills format allows
-_LISTED_DESCRIPTION = 160  # characters of a description in the prompt's list
+_LISTED_DESCRIPTION = 100  # characters of a description in the prompt's list: more skills fit
 
 _PROMPT_HEAD = (
     "## Skills from earlier goals\n"
-    "Names and descriptions only. If one would help, ask the operator (CLARIFY) to export it "
-    "into the workspace with `crewctl skills export NAME DIR`."
+    "Names and descriptions only; to read one, ask the operator (CLARIFY) to run "
+    "`crewctl skills export NAME DIR` into the workspace."
 )
 
 

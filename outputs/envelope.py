@@ -208,20 +208,23 @@ def _snapshot_entries(snapshot: str, prefix: str, scratch: str) -> dict[str, lis
     a symlink's source is a scratch file holding its target, which is what git stores."""
     entries: dict[str, list] = {}
     links = 0
-    for root, dirs, names in os.walk(snapshot):
-        dirs.sort()
-        for name in sorted(names) + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
-            src = os.path.join(root, name)
-            rel = prefix + os.path.relpath(src, snapshot).replace(os.sep, "/")
-            st = os.lstat(src)
-            if stat.S_ISLNK(st.st_mode):
-                target = os.path.join(scratch, f"link-{links}")
-                links += 1
-                with open(target, "wb") as f:
-                    f.write(os.fsencode(os.readlink(src)))
-                entries[rel] = ["120000", target, None]
-            elif stat.S_ISREG(st.st_mode):
-                entries[rel] = ["100755" if st.st_mode & stat.S_IXUSR else "100644", src, None]
+    pending = [(snapshot, prefix)]
+    while pending:
+        directory, rel_dir = pending.pop()
+        with os.scandir(directory) as listing:
+            for entry in listing:
+                rel = rel_dir + entry.name
+                if entry.is_symlink():  # from the directory entry: no system call
+                    target = os.path.join(scratch, f"link-{links}")
+                    links += 1
+                    with open(target, "wb") as f:
+                        f.write(os.fsencode(os.readlink(entry.path)))
+                    entries[rel] = ["120000", target, None]
+                elif entry.is_dir(follow_symlinks=False):
+                    pending.append((entry.path, rel + "/"))
+                elif entry.is_file(follow_symlinks=False):
+                    executable = entry.stat(follow_symlinks=False).st_mode & stat.S_IXUSR
+                    entries[rel] = ["100755" if executable else "100644", entry.path, None]
     return entries
 
 

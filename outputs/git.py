@@ -75,3 +75,4 @@ def git(
         said = " ".join(done.stderr.decode("utf-8", "replace").split())[:300] or f"exit {done.returncode}"
         raise GitError(f"git {args[0]} failed: {said}")
     return done
+
