@@ -31,6 +31,7 @@ from ..goal.model import GoalState
 from ..goal.skills import Skill
 from ..outputs import envelope as envelope_io
 from ..outputs import memory, skills
+from ..sandbox import Sandbox, brain_kind
 from ..store import TurnWrite
 from .messages import Deliver
 
@@ -95,7 +96,9 @@ class Outputs:
         spec = state.roster.get("reflector") or state.roster.get("lead")
         self.stop_reflector()
         ctx = self.sup.ctx
-        self.reflector = ReflectorActor.start(self.sup.actor_ref, state.id, state.workspace, spec, ctx.config, ctx.turn_timeout)
+        self.reflector = ReflectorActor.start(
+            self.sup.actor_ref, state.id, state.workspace, spec, ctx.config, ctx.turn_timeout, ctx.sandbox
+        )
         job = _Reflect(turn=effect.turn, prompt=effect.prompt)
         self.reflect_cancel = job.cancel
         self.reflector.tell(job)
@@ -136,7 +139,9 @@ class ReflectorActor(pykka.ThreadingActor):
 
     use_daemon_thread = True
 
-    def __init__(self, supervisor: pykka.ActorRef, goal_id: str, workspace: str, spec: str | None, config, timeout: float | None) -> None:
+    def __init__(
+        self, supervisor: pykka.ActorRef, goal_id: str, workspace: str, spec: str | None, config, timeout: float | None, sandbox: Sandbox
+    ) -> None:
         super().__init__()
         self.supervisor = supervisor
         self.goal_id = goal_id
@@ -144,6 +149,7 @@ class ReflectorActor(pykka.ThreadingActor):
         self.spec = spec
         self.config = config
         self.timeout = timeout
+        self.sandbox = sandbox
 
     def on_receive(self, message: Any) -> None:
         if isinstance(message, _Reflect):
@@ -155,6 +161,8 @@ class ReflectorActor(pykka.ThreadingActor):
             if not self.spec:
                 raise RuntimeError("no brain for the reflector (--reflector or --lead)")
             brain = resolve(self.spec, self.config)
+            # Sandboxed like a lead turn, but the workspace is read-only for it.
+            env, policy = self.sandbox.for_turn(reflect.ROLE, self.workspace, kind=brain_kind(self.spec, self.config))
             request = TurnRequest(
                 role=reflect.ROLE,
                 goal_id=self.goal_id,
@@ -164,6 +172,8 @@ class ReflectorActor(pykka.ThreadingActor):
                 workdir=self.workspace,
                 timeout=self.timeout,
                 cancel=job.cancel,
+                env=env,
+                sandbox=policy,
             )
             reply = brain.run(request)
         except Exception as exc:  # noqa: BLE001 - any failure is a failed reflection, recorded

@@ -27,6 +27,7 @@ __all__ = [
     "ReflectionFailed",
     "ReflectionFinished",
     "ReflectionStarted",
+    "Unsandboxed",
     "Resume",
     "RoundFinished",
     "SendBack",
@@ -186,6 +187,13 @@ class Wake:
 
 
 @dataclass(frozen=True)
+class Unsandboxed:
+    """The supervisor runs this goal's agents without a sandbox (`crewctl run --sandbox off`)."""
+
+    why: str
+
+
+@dataclass(frozen=True)
 class Recover:
     """The supervisor (re)started with this goal loaded from the store."""
 
@@ -252,6 +260,7 @@ Event = (
     | StepFailed
     | Wake
     | Recover
+    | Unsandboxed
     | Fail
     | EnvelopeBuilt
     | ReflectionStarted

@@ -74,6 +74,7 @@ def goal_view(s: GoalState) -> dict[str, Any]:
             "seconds": round(s.spend.seconds, 3),
         },
         "budget": {"tokens": s.budget.tokens, "seconds": s.budget.seconds, "cost_usd": s.budget.cost_usd},
+        "unsandboxed": s.unsandboxed,
         "retry_at": s.retry_at,
         "last_error": s.last_error,
         # Durable outputs (DESIGN.md): what the passed gate hands over and what was learned.
