@@ -14,12 +14,14 @@ import stat
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import yaml
 
 from crewctl.cli.demo import BUGGY, FIXED, TESTS
 from crewctl.testing import PASS_EVERY_CRITERION, Supervisor, run_cli, wait_until, write_agent
+from crewctl.testing.agents import agent_state_dir
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Operator",
@@ -28,6 +30,11 @@ GIT_ENV = {
     "GIT_COMMITTER_EMAIL": "op@example.com",
     "GIT_CONFIG_GLOBAL": "/dev/null",
 }
+
+
+def state(tmp_path, name: str):
+    """The state folder of the test agent `name` (the one place a sandboxed agent writes)."""
+    return Path(agent_state_dir(tmp_path, name))
 
 
 def git(cwd, *args: str) -> str:
@@ -59,6 +66,11 @@ def reflecting_lead(tmp_path, name: str, work: str, reflect: dict | None = None)
             n = count("reflections")
             open(os.path.join(state_dir, "reflect-prompt%d" % n), "w").write(prompt)
             json.dump(env, open(os.path.join(state_dir, "reflect-env%d" % n), "w"))
+            try:  # the workspace is read-only for the reflection
+                open("reflector-was-here", "w").write("x")
+                open(os.path.join(state_dir, "reflector-wrote"), "w").write("yes")
+            except OSError as exc:
+                open(os.path.join(state_dir, "reflector-wrote"), "w").write("no: %s" % exc)
             marker("REFLECT", {reflect!r})
         else:
             n = count()
@@ -101,11 +113,13 @@ def test_a_signed_off_goal_reflects_and_its_memory_reaches_the_next_lead_but_nev
 
     assert reflection["payload"]["ok"] is True and reflection["payload"]["memory"] == memory
     assert sup.show(first)["status"] == "done" and sup.show(first)["reflection"] == {"status": "ok", "tries": 1}
-    reflector_env = json.load(open(tmp_path / "lead.state" / "reflect-env1"))
-    lead_env = json.load(open(tmp_path / "lead.state" / "env1"))
+    reflector_env = json.load(open(state(tmp_path, "lead") / "reflect-env1"))
+    lead_env = json.load(open(state(tmp_path, "lead") / "env1"))
     assert reflector_env["CREWCTL_ROLE"] == "reflector"
     assert reflector_env["CREWCTL_SESSION"] != lead_env["CREWCTL_SESSION"]  # a fresh session
-    digest = (tmp_path / "lead.state" / "reflect-prompt1").read_text()
+    assert state(tmp_path, "lead").joinpath("reflector-wrote").read_text().startswith("no: ")
+    assert not os.path.exists(os.path.join(ws, "reflector-was-here"))
+    digest = (state(tmp_path, "lead") / "reflect-prompt1").read_text()
     assert "write the widget catalogue" in digest and "test -f widgets.txt" in digest
 
     shown = sup.cli("memory", "show", "--workspace", ws).stdout
@@ -126,9 +140,9 @@ def test_a_signed_off_goal_reflects_and_its_memory_reaches_the_next_lead_but_nev
     second = sup.new_goal("add a widget", "--criterion", "the catalogue reads well", lead=lead2,
                           verifier=recording_verifier(tmp_path), workspace=ws)
     sup.wait_for_status(second, "awaiting_signoff")
-    first_prompt = (tmp_path / "lead2.state" / "prompt1").read_text()
-    later_prompt = (tmp_path / "lead2.state" / "prompt2").read_text()
-    verifier_prompt = (tmp_path / "verifier.state" / "prompt1").read_text()
+    first_prompt = (state(tmp_path, "lead2") / "prompt1").read_text()
+    later_prompt = (state(tmp_path, "lead2") / "prompt2").read_text()
+    verifier_prompt = (state(tmp_path, "verifier") / "prompt1").read_text()
     for entry in memory:
         assert entry["text"] in first_prompt
         assert entry["text"] not in later_prompt
@@ -160,7 +174,7 @@ def test_memory_edit_opens_the_file_in_the_editor_and_a_person_may_change_it(sup
     """)
     goal = sup.new_goal("x", "--criterion", "c", "--check", "true", lead=lead, workspace=ws)
     sup.wait_for_status(goal, "blocked")
-    assert "- [preference] tabs, never spaces" in (tmp_path / "lead.state" / "prompt").read_text()
+    assert "- [preference] tabs, never spaces" in (state(tmp_path, "lead") / "prompt").read_text()
 
 
 def test_a_reflect_block_in_a_work_turn_is_ignored(sup, ws, tmp_path):
@@ -196,7 +210,7 @@ def test_a_malformed_reflection_is_retried_once_then_leaves_the_goal_done_with_t
     assert "memory[1].kind" in reflection["payload"]["error"] and reflection["payload"]["tries"] == 2
     view = sup.show(goal)
     assert view["status"] == "done" and view["reflection"] == {"status": "failed", "tries": 2}
-    assert (tmp_path / "lead.state" / "reflections").read_text() == "2"
+    assert (state(tmp_path, "lead") / "reflections").read_text() == "2"
     events = sup.events(goal)
     reflector_turns = [e for e in events if e["type"] == "turn_started" and e["payload"]["role"] == "reflector"]
     assert len(reflector_turns) == 2
@@ -239,7 +253,7 @@ def test_a_supervisor_killed_during_the_reflection_reflects_after_its_restart(tm
         sup.wait_for_status(goal, "awaiting_signoff")
         sup.wait_for_event(goal, "envelope")
         sup.cli("goal", "signoff", goal)
-        wait_until(lambda: (tmp_path / "lead.state" / "reflecting").exists(), message="the reflection to be running")
+        wait_until(lambda: (state(tmp_path, "lead") / "reflecting").exists(), message="the reflection to be running")
         sup.kill()
         sup.start()
         reflection = sup.wait_for_event(goal, "reflection")
@@ -292,7 +306,7 @@ def test_a_skill_becomes_a_valid_skill_md_that_round_trips_through_export(sup, w
     elsewhere.mkdir()
     later = sup.new_goal("y", "--criterion", "c", "--check", "true", lead=lead2, workspace=str(elsewhere))
     sup.wait_for_status(later, "blocked")
-    prompt = (tmp_path / "lead2.state" / "prompt").read_text()
+    prompt = (state(tmp_path, "lead2") / "prompt").read_text()
     assert f"- {skill['name']}: " in prompt and "Reproduce with a failing test" not in prompt
 
 
@@ -378,17 +392,18 @@ def test_flags_beside_a_template_override_it_and_an_unknown_key_is_refused(sup, 
 
 
 def test_a_template_of_ones_own_in_the_config_directory_is_used_and_listed(sup, ws, tmp_path):
-    config = tmp_path / "xdg"
-    (config / "crewctl" / "templates").mkdir(parents=True)
-    (config / "crewctl" / "templates" / "lint-clean.toml").write_text(
+    # Beside the config file crewctl reads (the test supervisor's, by CREWCTL_CONFIG).
+    templates = Path(os.path.dirname(sup.env["CREWCTL_CONFIG"])) / "templates"
+    templates.mkdir()
+    (templates / "lint-clean.toml").write_text(
         'description = "make the linter happy"\n'
         'objective = "Make {tool} report nothing in {path}"\n'
         'keys = ["path", { name = "tool", default = "ruff check" }]\n'
         '[budget]\ntokens = 50000\n'
         '[[criteria]]\ntext = "{tool} is clean on {path}"\ncheck = "{tool} {path}"\n'
     )
-    (config / "crewctl" / "templates" / "broken.toml").write_text('objective = "x {nokey}"\n[[criteria]]\ntext = "c"\n')
-    env = {"XDG_CONFIG_HOME": str(config)}
+    (templates / "broken.toml").write_text('objective = "x {nokey}"\n[[criteria]]\ntext = "c"\n')
+    env = {}
     listed = {t["name"]: t for t in sup.cli("templates", "list", "--json", env=env).json()["templates"]}
     assert listed["lint-clean"]["description"] == "make the linter happy" and listed["lint-clean"]["error"] is None
     assert "placeholder {nokey}" in listed["broken"]["error"]
@@ -478,7 +493,7 @@ def test_the_pr_envelope_commits_exactly_the_leads_change_and_leaves_the_users_r
     assert envelope["ok"] is True and envelope["branch"] == f"crewctl/{goal}" and envelope["base"] == base
 
     # The user's HEAD, refs (but the new branch), index and working tree: byte for byte as the lead left them.
-    before = json.load(open(tmp_path / "lead.state" / "tree1.json"))
+    before = json.load(open(state(tmp_path, "lead") / "tree1.json"))
     after = _tree_state(str(repo))
     after["HEAD"] = after["HEAD"].decode()
     branch_line = f"refs/heads/crewctl/{goal} {envelope['commit']}\n"
