@@ -234,7 +234,7 @@ keys = [
   { name = "tests", help = "the failing test files, space-separated, e.g. tests/test_dates.py" },
   @TEST_COMMAND@,
 ]
-protect = ["{tests}", "tests/**", "test/**", "**/test_*.py", "**/*_test.py"]
+protect = ["{tests}", "**/tests/**", "**/test/**", "**/test_*.py", "**/*_test.py"]
 
 [budget]
 seconds = 3600
@@ -291,7 +291,7 @@ keys = [
   { name = "aim", help = "what the refactoring achieves, e.g. split parsing from validation" },
   @TEST_COMMAND@,
 ]
-protect = ["tests/**", "test/**", "**/test_*.py", "**/*_test.py"]
+protect = ["**/tests/**", "**/test/**", "**/test_*.py", "**/*_test.py"]
 
 [budget]
 seconds = 7200
