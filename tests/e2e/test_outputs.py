@@ -683,3 +683,11 @@ def test_fix_failing_tests_end_to_end_on_the_demo_project(sup, tmp_path):
     for kind in ("gate_held", "gate_passed", "envelope", "signoff", "done", "reflection"):
         assert kind in types
     assert types.index("gate_passed") < types.index("envelope") < types.index("signoff") < types.index("reflection")
+
+
+def test_the_demo_shows_the_envelope_the_reflection_and_the_memory_it_leaves(tmp_path):
+    done = run_cli(str(tmp_path / "home"), "demo", timeout=180)
+    assert done.code == 0, done
+    assert "the gate HELD" in done.stdout and "the gate PASSED" in done.stdout
+    assert re.search(r"PR envelope: branch crewctl/[0-9a-f]+ \(commit [0-9a-f]{12}\)", done.stdout)
+    assert "reflection is recorded" in done.stdout and "- [strategy] run `python -m unittest`" in done.stdout
