@@ -239,7 +239,7 @@ class EnvelopeActor(pykka.ThreadingActor):
     def _make(self, job: _Build) -> ev.EnvelopeBuilt:
         state = job.state
         record = envelope_io.read_record(self.home, self.goal_id)
-        if record is not None and record.get("round") == job.round:  # made before a crash
+        if record is not None and record.get("round") == job.round and record.get("commit"):  # made before a crash
             files = envelope_io.envelope_files(self.home, self.goal_id)
             return ev.EnvelopeBuilt(
                 round=job.round, branch=record["branch"], commit=record["commit"], base=record["base"],

@@ -15,6 +15,7 @@ import click
 from ..exceptions import UsageError
 from ..goal.criteria import check_command_problem, parse_criteria, parse_criteria_json
 from ..goal.model import TERMINAL
+from ..goal.reflect import outputs_settled
 from ..goal.views import goal_view
 from ..transport import control
 from ._common import db_option, echo_json, format_event, json_option, read_store, resolve_home
@@ -245,7 +246,7 @@ def goal_show(goal_id, db, as_json):
 
 @goal_group.command("events")
 @click.argument("goal_id", metavar="ID")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new events until the goal is done, cancelled or failed.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events until the goal is done (and its reflection recorded), cancelled or failed.")
 @click.option("--after", type=click.IntRange(min=0), default=0, help="Only events after this seq.")
 @db_option
 @json_option
@@ -269,7 +270,8 @@ def goal_events(goal_id, follow, after, db, as_json):
             click.echo(json.dumps(e, default=str) if as_json else format_event(e))
             last = e["seq"]
         state, _ = store.load_goal(gid)
-        if state.status in TERMINAL and not store.events(gid, after=last, limit=1):
+        # A done goal's timeline ends with its reflection (and its PR envelope, if still being made).
+        if state.status in TERMINAL and outputs_settled(state) and not store.events(gid, after=last, limit=1):
             return
         time.sleep(0.2)  # poll: the store is the source of truth, and it may be another process's
 

@@ -307,13 +307,15 @@ def write_files(home: str, goal_id: str, *, round_no: int, body: str, built: Bui
     os.makedirs(paths["dir"], mode=0o700, exist_ok=True)
     _write(paths["pr"], body.encode("utf-8"))
     if built is None:
-        for stale in ("patch", "record"):
-            _remove(paths[stale])
-        return {"pr": paths["pr"], "patch": None}
-    _write(paths["patch"], built.patch)
-    record = {"round": round_no, "branch": built.branch, "commit": built.commit, "base": built.base, "files": list(built.files)}
+        _remove(paths["patch"])
+        record = {"round": round_no, "branch": None, "commit": None}
+    else:
+        _write(paths["patch"], built.patch)
+        record = {"round": round_no, "branch": built.branch, "commit": built.commit, "base": built.base, "files": list(built.files)}
+    # Last: whose files these are (a supersede takes down only its own round's), and what
+    # was made, should the supervisor stop before it records it.
     _write(paths["record"], json.dumps(record).encode())
-    return {"pr": paths["pr"], "patch": paths["patch"]}
+    return {"pr": paths["pr"], "patch": paths["patch"] if built is not None else None}
 
 
 def read_record(home: str, goal_id: str) -> dict[str, Any] | None:
