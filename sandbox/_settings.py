@@ -70,9 +70,12 @@ class Sandbox:
     config_path: str | None = None
     operator_home: str = ""
     probe: SandboxProbe | None = None
+    # Whose processes the ledger holds: the supervisor's, or one `crewctl worker`'s. A worker
+    # on the supervisor's machine shares its home but must only ever reap what it left itself.
+    owner: str = "supervisor"
 
     @classmethod
-    def from_config(cls, config: "Config", home: str, mode: str | None = None) -> "Sandbox":
+    def from_config(cls, config: "Config", home: str, mode: str | None = None, *, owner: str = "supervisor") -> "Sandbox":
         """The daemon's sandbox. Raises SandboxUnavailable (on, but none can be made) or ConfigError."""
         section = dict(getattr(config, "sandbox", None) or {})
         where = f"config {config.path}: [sandbox]" if config.path else "[sandbox]"
@@ -103,6 +106,7 @@ class Sandbox:
             config_path=config.path,
             operator_home=os.path.realpath(os.path.expanduser("~")),
             probe=found,
+            owner=owner,
         )
 
     @classmethod
@@ -120,7 +124,7 @@ class Sandbox:
 
     @property
     def ledger(self) -> Ledger:
-        return Ledger(os.path.join(self.home, "run", "procs"))
+        return Ledger(os.path.join(self.home, "run", "procs", self.owner))
 
     def describe(self) -> str:
         return self.probe.how if self.enabled and self.probe else "off (--sandbox off / [sandbox] mode = \"off\")"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -54,10 +55,7 @@ def test_the_real_llm_cli_runs_as_lead_inside_the_sandbox_and_resumes_its_conver
         finished = [e for e in events if e["type"] == "turn_finished"]
         assert len(finished) >= 2 and all(e["payload"]["usage"]["input_tokens"] > 0 for e in finished)
         # The second turn resumed the tool's own conversation: llm logged both in one.
-        with open(llm_home / "logs.db", "rb") as f:
-            assert f.read(16) == b"SQLite format 3\x00"
-        import sqlite3
-
-        conversations = sqlite3.connect(llm_home / "logs.db").execute(
-            "select conversation_id, count(*) from responses group by conversation_id").fetchall()
-        assert len(conversations) == 1 and conversations[0][1] >= 2, conversations
+        logged = subprocess.run([os.path.join(bin_dir, "llm"), "logs", "list", "-n", "20", "--json"],
+                                capture_output=True, text=True, timeout=60, env=dict(os.environ, **env), check=True)
+        conversations = [row["conversation_id"] for row in json.loads(logged.stdout)]
+        assert len(conversations) >= 2 and len(set(conversations)) == 1, conversations

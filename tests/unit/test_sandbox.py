@@ -146,3 +146,18 @@ def test_bad_sandbox_settings_are_one_line_config_errors(tmp_path, section, word
     with pytest.raises(ConfigError) as caught:
         Sandbox.from_config(Config(sandbox=section), str(tmp_path))
     assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_worker_on_the_supervisors_home_never_reaps_the_supervisors_processes(tmp_path):
+    supervisor = Sandbox.from_config(Config(), str(tmp_path))
+    worker = Sandbox.from_config(Config(), str(tmp_path), owner="worker-box1")
+    busy = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    try:
+        supervisor.ledger.record(busy.pid)
+        assert worker.ledger.reap() == [] and busy.poll() is None
+        assert supervisor.ledger.reap() == [busy.pid]
+        assert busy.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if busy.poll() is None:
+            busy.kill()
+            busy.wait()
