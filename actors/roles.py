@@ -27,12 +27,12 @@ from ..config import Config
 from ..exceptions import BrainCrashed, BrainError, ConfigError, turn_failure_kind
 from ..goal import events as ev
 from ..goal.effects import EndRound, RunVerifierTurn, StartRound
+from ..outputs import envelope
 from ..store import SessionWrite, TurnWrite
 from ..sandbox import Sandbox, SandboxPolicy, agent_env, brain_kind, seed_home
 from .messages import Deliver, RoleCrashed, RunTurn
 from .runtime import crash_point, round_dir
 from .snapshot import SnapshotError, snapshot_workspace
-from ..outputs import envelope
 
 __all__ = ["Interrupt", "LeadActor", "RoundActor", "VerifierSettings"]
 
