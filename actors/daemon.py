@@ -135,7 +135,7 @@ class Daemon(pykka.ThreadingActor):
     # -- supervisors ---------------------------------------------------------------------
 
     def _resume_all(self) -> int:
-        ids = self.ctx.store.live_goal_ids()
+        ids = self.ctx.store.live_goal_ids() + self.ctx.store.outputs_due_ids()
         for goal_id in ids:
             self._start_supervisor(goal_id, recover=True)
         return len(ids)
@@ -215,7 +215,7 @@ class Daemon(pykka.ThreadingActor):
             raise UsageError(f"workspace {workspace} is not a directory")
         criteria = parse_criteria(args["criteria"]) if args.get("criteria") else ()
         roster = {}
-        for role in ("lead", "worker", "verifier"):
+        for role in ("lead", "worker", "verifier", "reflector"):
             spec = args.get(role) or config.roster.get(role)
             if spec:
                 brains.resolve(spec, config)  # a bad spec fails here, not hours later
@@ -242,6 +242,7 @@ class Daemon(pykka.ThreadingActor):
             step_attempts=_opt_int(args, "step_attempts", 3) or 3,
             replan_budget=_count(args, "replan_budget", 2),
             protect=_protect_settings(args),
+            **_outputs_settings(self.ctx.home, workspace),
         )
         now = self.ctx.clock()
         goal_id = secrets.token_hex(4)
@@ -253,6 +254,16 @@ class Daemon(pykka.ThreadingActor):
 
     def op_status(self, args: dict, reply) -> None:
         reply(True, self.status())
+
+
+def _outputs_settings(home: str, workspace: str) -> dict[str, Any]:
+    """What earlier goals left for this one (memory, skills) and where the workspace's git
+    history stands now (the PR envelope's base)."""
+    from ..outputs import briefing_for
+    from ..outputs.envelope import base_of
+
+    base = base_of(workspace)
+    return {"briefing": briefing_for(home, workspace), "base_commit": base.commit, "base_branch": base.branch}
 
 
 def _simple(event_factory: Callable[[dict], ev.Event]) -> Callable:

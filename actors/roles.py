@@ -27,6 +27,7 @@ from ..config import Config
 from ..exceptions import BrainCrashed, BrainError, ConfigError, turn_failure_kind
 from ..goal import events as ev
 from ..goal.effects import EndRound, RunVerifierTurn, StartRound
+from ..outputs import envelope
 from ..store import SessionWrite, TurnWrite
 from ..sandbox import Sandbox, SandboxPolicy, agent_env, brain_kind, seed_home
 from .messages import Deliver, RoleCrashed, RunTurn
@@ -200,8 +201,10 @@ class RoundActor(pykka.ThreadingActor):
         timeout: float | None,
         interrupt: Interrupt,
         sandbox: Sandbox,
+        envelope_base: str | None = None,
     ) -> None:
         super().__init__()
+        self.envelope_base = envelope_base  # the goal's starting commit: each round's PR envelope tree
         self.supervisor = supervisor
         self.sandbox = sandbox
         self.home = home
@@ -251,6 +254,10 @@ class RoundActor(pykka.ThreadingActor):
                 self._held(e, started, findings=findings, refused=refused, snapshot=taken.summary())
                 return
         try:
+            if self.envelope_base:
+                # The pristine snapshot, which no check or verifier ever runs in, is what
+                # the lead left. Kept outside the round's directory.
+                envelope.prepare(self.home, self.goal_id, e.round, workspace=self.workspace, snapshot=snapshot, base=self.envelope_base)
             os.makedirs(home, mode=0o700)
             os.makedirs(tmp)
             kind = brain_kind(self.spec, self.config)

@@ -11,7 +11,7 @@ from typing import Any
 from .model import GoalState
 from .protect import forbidden_present, pinned_files
 
-__all__ = ["goal_view", "protect_view", "summary_view"]
+__all__ = ["envelope_view", "goal_view", "protect_view", "summary_view"]
 
 
 def goal_view(s: GoalState) -> dict[str, Any]:
@@ -78,6 +78,11 @@ def goal_view(s: GoalState) -> dict[str, Any]:
         "unsandboxed": s.unsandboxed,
         "retry_at": s.retry_at,
         "last_error": s.last_error,
+        # Durable outputs (DESIGN.md): what the passed gate hands over and what was learned.
+        "base_commit": s.base_commit,
+        "base_branch": s.base_branch,
+        "envelope": envelope_view(s),
+        "reflection": None if s.reflection is None else {"status": s.reflection, "tries": s.reflection_tries},
         "protect": protect_view(s),
     }
 
@@ -97,6 +102,24 @@ def protect_view(s: GoalState) -> dict[str, Any]:
         "baseline_error": p.error,
         "unmatched": list(p.unmatched),
         "findings": [{"path": f[0], "kind": f[1], "rule": f[2]} for f in p.findings],
+    }
+
+
+def envelope_view(s: GoalState) -> dict[str, Any] | None:
+    """The PR envelope as `goal show --json`, `goal pr` and the report name it."""
+    e = s.envelope
+    if e is None:
+        return None
+    return {
+        "round": e.round,
+        "status": e.status,
+        "branch": e.branch,
+        "commit": e.commit,
+        "base": e.base,
+        "files": list(e.files),
+        "pr": e.pr,
+        "patch": e.patch,
+        "error": e.error,
     }
 
 
