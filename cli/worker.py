@@ -57,6 +57,11 @@ def worker_command(endpoint, name, lanes, spec, concurrency, key_file, server_ke
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    from ..goal import validate
+
+    if endpoint is not None:
+        endpoint = validate.endpoint(endpoint, "--connect", bind=False)
+    validate.number(heartbeat, "--heartbeat", high=validate.MAX_SECONDS)
     home = resolve_home()
     config = load_config()
     if spec:
@@ -125,6 +130,8 @@ def worker_command(endpoint, name, lanes, spec, concurrency, key_file, server_ke
     while not host.wait(0.5):  # poll: signal handlers run between waits on the main thread
         pass
     _flush()
+    if host.refused is not None:
+        click.echo(f"crewctl: worker {settings.name} stopped: {host.refused}", err=True)
     sys.exit(host.exit_code)
 
 

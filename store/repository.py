@@ -260,6 +260,9 @@ _TURN_INSERT = _Stmt(
     tail=' ON CONFLICT ("goal", "turn") DO NOTHING',
 )
 _TURN_RERUN = _Stmt("update", "turn", ("status",), keys=("goal", "turn"), extra='"runs" = "runs" + 1, "error" = NULL')
+# A rerun whose prompt gained what the operator said meanwhile (phases: refreshed): the
+# turn row keeps the prompt the turn was actually asked.
+_TURN_RERUN_PROMPT = _Stmt("update", "turn", ("status", "prompt"), keys=("goal", "turn"), extra='"runs" = "runs" + 1, "error" = NULL')
 _TURN_FINISH = _Stmt(
     "update", "turn",
     ("status", "reply", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "seconds", "finished_at"),
@@ -1222,7 +1225,10 @@ def _turn_rows(gid: str, transition: Transition, at: str, writes: tuple[TurnWrit
         p = r.payload
         if r.type == "turn_started":
             if p.get("rerun"):
-                out.append((_TURN_RERUN, ("running", gid, p["turn"])))
+                if p.get("refreshed") and new.in_flight is not None and new.in_flight.turn == p["turn"]:
+                    out.append((_TURN_RERUN_PROMPT, ("running", new.in_flight.prompt, gid, p["turn"])))
+                else:
+                    out.append((_TURN_RERUN, ("running", gid, p["turn"])))
                 continue
             prompt = None
             if new.in_flight is not None and new.in_flight.turn == p["turn"]:

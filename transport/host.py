@@ -220,6 +220,8 @@ class AgentHost:
                                 return welcomed
                     elif item is monitor:
                         self._monitor_event(monitor, endpoint)
+                        if self.refused is not None:
+                            return welcomed  # no key or the wrong one: trying again cannot help
                     else:
                         self._waker.drain()
                 self._flush_results(sock)
@@ -262,32 +264,36 @@ class AgentHost:
             yield msg
 
     def _monitor_event(self, monitor: zmq.Socket, endpoint: str) -> None:
+        """A failed security handshake is a refusal: the key is not allowed there, or the two
+        sides disagree about CURVE. Retrying cannot fix either, so the host stops with the
+        reason (exit 1) instead of knocking forever."""
         try:
             event = recv_monitor_message(monitor, zmq.NOBLOCK)
         except (zmq.ZMQError, ValueError):
             return
-        if self._auth_warned:
-            return
-        self._auth_warned = True
         if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-            log.error(
-                "host %s: the supervisor at %s refused this host's CURVE key; ask its operator to run "
-                "`crewctl keys allow NAME.key` with this host's public key",
-                self.s.name,
-                endpoint,
-            )
+            reason = (f"the supervisor at {endpoint} refused this host's CURVE key; ask its operator to run "
+                      "`crewctl keys allow NAME.key` with this host's public key")
+        elif event["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            reason = (f"the security handshake with {endpoint} failed (CURVE on one side only, or the wrong "
+                      "--server-key)")
         else:
-            log.error(
-                "host %s: security handshake with %s failed (CURVE on one side only, or the wrong --server-key)",
-                self.s.name,
-                endpoint,
-            )
+            if not self._auth_warned:
+                self._auth_warned = True
+                log.warning("host %s: the handshake with %s failed; retrying", self.s.name, endpoint)
+            return
+        self.refused = reason
+        self.exit_code = 1
+        log.error("host %s: %s", self.s.name, reason)
 
     def _send(self, sock: zmq.Socket, msg: dict) -> None:
         try:
             sock.send(pack(msg), zmq.NOBLOCK)
         except zmq.Again:
-            log.warning("host %s: send queue full; dropped a %s", self.s.name, msg.get("type"))
+            # Nothing connected takes it (yet): hellos are resent anyway; say it once, not
+            # four times a second.
+            if msg.get("type") != "hello" and msg.get("type") != "heartbeat":
+                log.warning("host %s: send queue full; dropped a %s", self.s.name, msg.get("type"))
         except zmq.ZMQError as exc:
             log.warning("host %s: send failed: %s", self.s.name, exc)
 
