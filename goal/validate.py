@@ -132,7 +132,8 @@ def endpoint(value: Any, where: str, *, bind: bool) -> str:
         raise UsageError(f"{where} {_show(value)} has no valid host; use {hint}")
     if port == "*" and bind:
         return value
-    if not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+    low = 0 if bind else 1  # binding to port 0, like *, takes any free port
+    if not port.isascii() or not port.isdigit() or len(port) > 5 or not low <= int(port) <= 65535:
         raise UsageError(f"{where} {_show(value)} needs a port from 1 to 65535" + (" or *" if bind else ""))
     return value
 

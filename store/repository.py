@@ -404,6 +404,11 @@ def _store_error(exc: BaseException, describe: str) -> CrewError:
     return StoreError(f"the store at {describe} refused a write: {_one_line(exc)}")
 
 
+def _no_version(describe: str) -> int:
+    raise StoreError(f"the store at {describe} has no readable schema version; it may be damaged: "
+                     "restore it from a backup or move it aside")
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -820,7 +825,13 @@ class Store:
             return None
         cur.execute(self.dialect.sql('SELECT "value" FROM "meta" WHERE "key" = ?'), ("schema_version",))
         row = cur.fetchone()
-        return int(row[0]) if row else 0
+        # The meta table and its version row are written in one transaction, so a table
+        # without the row (or a row that is no number) is damage, never a store to set up
+        # again: "creating" it would write over what is left.
+        try:
+            return int(row[0]) if row else _no_version(self.describe)
+        except (TypeError, ValueError):
+            return _no_version(self.describe)
 
     def close(self) -> None:
         if self.db is None or self._closed:
