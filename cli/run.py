@@ -77,6 +77,8 @@ def status_command(as_json):
     d = status["daemon"]
     click.echo(f"supervisor pid {d['pid']}  home {d['home']}")
     click.echo(f"  store:    {d['db']}")
+    if d.get("config"):
+        click.echo(f"  config:   {d['config']}")
     click.echo(f"  control:  {d['control']}")
     click.echo(f"  agents:   {d['listen']}")
     click.echo(f"  goals:    {d['goals']} live")

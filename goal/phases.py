@@ -286,7 +286,7 @@ def _on_turn_finished(t: _T, e: ev.TurnFinished) -> None:
     if s.status not in ("scoping", "running", "awaiting_signoff", "budget_limited"):
         return
     _account(t, e.usage)
-    t.emit("turn_finished", turn=e.turn, role="lead", kind=f.kind, usage=_usage_dict(e.usage), reply_bytes=len(e.text.encode()))
+    t.emit("turn_finished", turn=e.turn, role="lead", kind=f.kind, usage=_usage_dict(e.usage), reply_bytes=_bytes(e.text))
     t.set(in_flight=None, errors_in_row=0, last_error=None, retry_at=None, usage_waits=0)
     extraction = markers.extract(e.text)
 
