@@ -309,6 +309,8 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 # One decoder for every call, as json.loads does for its defaults: building one per
 # block costs more than decoding a small body.
+# (object_pairs_hook costs a Python call per JSON object: about 1.5 µs of a small block's
+# 13; a cheaper pre-test that stays sound cost as much as it saved.)
 _JSON = json.JSONDecoder(parse_constant=_no_constant, object_pairs_hook=_unique_keys)
 
 
