@@ -394,12 +394,14 @@ def _preflight(store: Store) -> None:
     start, not a supervisor that dies on its first goal."""
     try:
         for goal_id in store.live_goal_ids():
-            store.load_goal(goal_id)
+            try:
+                store.load_goal(goal_id)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                # One goal's row that does not decode is that goal's trouble: the others
+                # are served, and its supervisor's failures are logged.
+                log.error("goal %s cannot be read (%s: %s); the other goals are served", goal_id, type(exc).__name__, exc)
     except StoreError as exc:
         raise StoreError(f"{exc.message}; the store may be damaged: restore it from a backup or move it aside") from None
-    except (ValueError, TypeError, KeyError) as exc:  # a goal row that does not decode
-        raise StoreError(f"the store at {store.describe} holds a goal that cannot be read ({type(exc).__name__}: {exc}); "
-                         "it may be damaged: restore it from a backup or move it aside") from None
 
 
 def _serve(opts: DaemonOptions, config: Config, store: Store, stop: threading.Event, on_ready, watch: ConfigWatch | None = None) -> int:

@@ -111,7 +111,7 @@ class _T:
         self.effects: list[Any] = []
         self.marks = 0  # marker records written by this transition
         self.unrecorded: dict[str, int] = {}  # ... and those only counted, by type
-        self.marks_by: dict[str, Any] = {}
+        self.mark_role: str | None = None  # whose reply they came from
 
     def set(self, **changes: Any) -> None:
         self.state = replace(self.state, **changes)
@@ -128,7 +128,7 @@ class _T:
         if self.marks < MAX_MARKER_RECORDS:
             self.marks += 1
             self.emit(type_, **payload)
-            self.marks_by = {"role": payload.get("role")}
+            self.mark_role = payload.get("role")
         else:
             self.unrecorded[type_] = self.unrecorded.get(type_, 0) + 1
 
@@ -136,7 +136,7 @@ class _T:
         if self.unrecorded:
             self.emit(
                 "markers_capped",
-                role=self.marks_by.get("role"),
+                role=self.mark_role,
                 recorded=self.marks,
                 ignored=self.unrecorded.get("marker_ignored", 0),
                 invalid=self.unrecorded.get("marker_invalid", 0),

@@ -29,6 +29,7 @@ __all__ = [
     "MAX_COUNT",
     "MAX_SECONDS",
     "MAX_TOKENS",
+    "OPERATIONS",
     "TEXT_CAP",
     "count",
     "endpoint",
@@ -322,6 +323,10 @@ _SCHEMAS: dict[str, dict[str, tuple[str, Rule, bool]]] = {
     "goal.send_back": {"id": _ID, "notes": ("--notes", _message, True)},
     "status": {},
 }
+
+
+# The operations whose arguments have rules here, and the fields each one names.
+OPERATIONS: dict[str, tuple[str, ...]] = {op: tuple(schema) for op, schema in _SCHEMAS.items()}
 
 
 def request(op: Any, args: Any) -> dict[str, Any]:

@@ -43,8 +43,8 @@ def test_pause_stops_the_running_turn_and_resume_runs_it_again(sup, ws, tmp_path
         marker("READY", {"summary": "turn %d" % n})
     """)
     goal = sup.new_goal("x", "--criterion", "c", "--check", "true", lead=lead, workspace=ws)
-    wait_until(lambda: (tmp_path / "lead.state" / "pid1").exists())
-    first = int((tmp_path / "lead.state" / "pid1").read_text())
+    pid_file = tmp_path / "lead.state" / "pid1"
+    first = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), message="the first turn's pid"))
     paused = sup.cli("goal", "pause", goal, "--json").json()
     assert paused["status"] == "paused" and paused["reason"] == "paused by the operator"
     wait_until(lambda: not os.path.exists(f"/proc/{first}") or open(f"/proc/{first}/stat").read().split(")")[-1].split()[0] == "Z",

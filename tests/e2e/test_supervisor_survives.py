@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from crewctl.exceptions import CrewError, NoSupervisor
-from crewctl.goal.validate import _SCHEMAS
+from crewctl.goal.validate import OPERATIONS
 from crewctl.testing import Supervisor, wait_until, write_agent
 from crewctl.transport import control
 
@@ -40,8 +40,8 @@ values = st.recursive(
     lambda children: st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=8), children, max_size=6),
     max_leaves=25,
 )
-FIELDS = sorted({name for schema in _SCHEMAS.values() for name in schema} | {"x", ""})
-OPS = sorted(_SCHEMAS) + ["goal.nope", "", "status.all", "goal.new.x"]
+FIELDS = sorted({name for fields in OPERATIONS.values() for name in fields} | {"x", ""})
+OPS = sorted(OPERATIONS) + ["goal.nope", "", "status.all", "goal.new.x"]
 requests = st.tuples(
     st.sampled_from(OPS) | st.text(max_size=20),
     st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=10), values, max_size=8),
