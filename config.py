@@ -136,12 +136,15 @@ def load_config(path: str | None = None, *, required: bool | None = None) -> Con
     for key, value in _table(data, "defaults", path).items():
         if key not in DEFAULTS:
             raise ConfigError(f"config {path}: unknown default {key!r} (known: {', '.join(DEFAULTS)})")
+        whole_only = key not in ("time_budget", "cost_budget")
+        if whole_only and isinstance(value, float) and value.is_integer():
+            value = int(value)  # token_budget = 2e6 means two million tokens
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= _DEFAULT_MAX[key]
             or (isinstance(value, float) and not math.isfinite(value))
-            or (key not in ("time_budget", "cost_budget") and not isinstance(value, int))
+            or (whole_only and not isinstance(value, int))
         ):
-            kind = "number" if key in ("time_budget", "cost_budget") else "whole number"
+            kind = "whole number" if whole_only else "number"
             raise ConfigError(f"config {path}: defaults.{key} must be a {kind} more than 0 and at most {_DEFAULT_MAX[key]:g}")
         defaults[key] = value
 

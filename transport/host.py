@@ -74,6 +74,10 @@ class HostSettings:
     config: Any = None  # crewctl.config.Config for brains.resolve
     brain_factory: BrainFactory | None = None
     turn_timeout: float | None = None  # a cap of our own on top of the task's timeout
+    # A failed security handshake (our key not allowed there, or CURVE on one side only):
+    # stop with the reason (`crewctl worker` does: its operator must act), or keep knocking
+    # quietly, so that allowing the key later lets this very host in.
+    stop_when_refused: bool = False
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -265,8 +269,8 @@ class AgentHost:
 
     def _monitor_event(self, monitor: zmq.Socket, endpoint: str) -> None:
         """A failed security handshake is a refusal: the key is not allowed there, or the two
-        sides disagree about CURVE. Retrying cannot fix either, so the host stops with the
-        reason (exit 1) instead of knocking forever."""
+        sides disagree about CURVE. It is said once; then the host stops with the reason
+        (exit 1) if its settings say so, else it keeps knocking, quietly."""
         try:
             event = recv_monitor_message(monitor, zmq.NOBLOCK)
         except (zmq.ZMQError, ValueError):
@@ -278,13 +282,13 @@ class AgentHost:
             reason = (f"the security handshake with {endpoint} failed (CURVE on one side only, or the wrong "
                       "--server-key)")
         else:
-            if not self._auth_warned:
-                self._auth_warned = True
-                log.warning("host %s: the handshake with %s failed; retrying", self.s.name, endpoint)
-            return
-        self.refused = reason
-        self.exit_code = 1
-        log.error("host %s: %s", self.s.name, reason)
+            reason = f"the security handshake with {endpoint} failed"
+        if not self._auth_warned:
+            self._auth_warned = True
+            log.error("host %s: %s", self.s.name, reason)
+        if self.s.stop_when_refused and event["event"] != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            self.refused = reason
+            self.exit_code = 1
 
     def _send(self, sock: zmq.Socket, msg: dict) -> None:
         try:
