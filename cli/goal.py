@@ -82,6 +82,8 @@ def _render_goal(g: dict[str, Any]) -> str:
     lines.append(f"  objective: {g['objective']}")
     if g.get("reason"):
         lines.append(f"  reason:    {g['reason']}")
+    if g.get("unsandboxed"):
+        lines.append("  sandbox:   off: this goal's agents ran unsandboxed (`crewctl run --sandbox off`); see `goal events`")
     lines.append(f"  gate:      round {g['round']}, held {g['attempt']} time(s) this run (cap {g['attempt_cap']})")
     if g["criteria"]:
         lines.append("  criteria:")

@@ -212,6 +212,9 @@ class GoalState:
     wind_down: bool = False  # the one wind-down turn for the current limit has been started
 
     check_timeout: float = 600.0
+    # Sticky: some turn of this goal ran without crewctl's sandbox (`crewctl run --sandbox
+    # off`), so its result was not produced under the seal. The timeline says which runs.
+    unsandboxed: bool = False
 
     @property
     def open_clarify(self) -> ClarifyRound | None:

@@ -75,6 +75,7 @@ def goal_view(s: GoalState) -> dict[str, Any]:
         },
         "budget": {"tokens": s.budget.tokens, "seconds": s.budget.seconds, "cost_usd": s.budget.cost_usd},
         "budget_left": budget_report(s),
+        "unsandboxed": s.unsandboxed,
         "retry_at": s.retry_at,
         "resume_at": s.resume_at,
         "last_error": s.last_error,

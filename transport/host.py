@@ -1,7 +1,14 @@
 """The agent host: serves worker turns for a daemon over a ZeroMQ DEALER.
 
-Used by `crewctl worker --connect ENDPOINT` (a process of its own, on any machine) and by
-the daemon's `--local-workers` (threads of the daemon, over TCP loopback, the same code).
+Used by `crewctl worker --connect ENDPOINT` (a process of its own, on any machine, with a
+CURVE key the daemon allows) and by the daemon's `--local-workers` (threads of the daemon,
+over inproc:// in its ZeroMQ context, with no key: the same code).
+
+A `refused` from the daemon (another key holds our name, the name is reserved, a newer
+instance took it over, or the daemon speaks another protocol version) ends `run()` with
+exit code 1 and the reason in `refused`: it would be refused again, so it does not retry.
+A CURVE handshake the daemon rejects is retried (with backoff) instead: the operator may
+allow the key while the host waits, and the next connection gets in.
 
 Threads: the I/O thread owns the socket (connect, hello, heartbeats, messages in and out);
 each task runs in a pool thread that never touches the socket, and hands its result back
@@ -39,6 +46,7 @@ from zmq.utils.monitor import recv_monitor_message
 from .. import brains
 from ..brains import TurnRequest
 from ..exceptions import BrainConfigError, BrainError, ConfigError, ProtocolError, turn_failure_kind
+from ..sandbox import brain_kind
 from . import protocol
 from .wake import WakePipe
 from .codec import MAX_FRAME, message, pack, unpack
@@ -78,6 +86,7 @@ class HostSettings:
     # stop with the reason (`crewctl worker` does: its operator must act), or keep knocking
     # quietly, so that allowing the key later lets this very host in.
     stop_when_refused: bool = False
+    sandbox: Any = None  # crewctl.sandbox.Sandbox every worker turn runs in; None: unsandboxed
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -372,6 +381,9 @@ class AgentHost:
             if not os.path.isdir(workdir):
                 raise BrainConfigError(f"working directory {workdir} does not exist on host {self.s.name}")
             brain = self._brain(spec)
+            env, policy = None, None
+            if self.s.sandbox is not None:
+                env, policy = self.s.sandbox.for_turn("worker", workdir, kind=brain_kind(spec, self.s.config))
             before = snapshot_tree(workdir)
             timeout = task.get("timeout")
             if self.s.turn_timeout:
@@ -386,6 +398,8 @@ class AgentHost:
                     workdir=workdir,
                     timeout=timeout,
                     cancel=running.cancel,
+                    env=env,
+                    sandbox=policy,
                 )
             )
             text = reply.text

@@ -24,10 +24,14 @@ def one_line(result, code: int, *words: str) -> None:
         assert word in result.stderr, str(result)
 
 
+def roster(lead: str) -> str:
+    return f"[roster]\nlead = {json.dumps(lead)}\n"
+
+
 def test_goal_new_without_lead_uses_the_roster_brains_list_shows(tmp_path, ws):
     lead = write_agent(tmp_path, "lead", READY)
-    config = write_config(tmp_path / "crewctl.toml", lead)
-    with Supervisor(tmp_path, env={"CREWCTL_CONFIG": config}) as sup:
+    with Supervisor(tmp_path, config=roster(lead)) as sup:
+        config = sup.env["CREWCTL_CONFIG"]
         listed = sup.cli("brains", "list", "--json").json()
         assert listed["config"] == config and listed["roster"]["lead"] == lead
         goal = sup.new_goal("from the roster", "--criterion", "c", "--check", "true", workspace=ws)
@@ -37,30 +41,31 @@ def test_goal_new_without_lead_uses_the_roster_brains_list_shows(tmp_path, ws):
         assert sup.cli("status", "--json").json()["daemon"]["config"] == config
 
 
-def test_a_config_written_after_the_supervisor_started_is_what_the_next_goal_uses(tmp_path, ws):
-    xdg = tmp_path / "xdg"
-    with Supervisor(tmp_path, env={"XDG_CONFIG_HOME": str(xdg)}) as sup:
+def test_a_config_edited_after_the_supervisor_started_is_what_the_next_goal_uses(tmp_path, ws):
+    with Supervisor(tmp_path) as sup:
+        config = sup.env["CREWCTL_CONFIG"]
         missing = sup.cli("goal", "new", "x", "--workspace", ws, "--criterion", "c", "--check", "true", check=False)
-        one_line(missing, 2, "no lead brain", str(xdg / "crewctl" / "config.toml"))
-        (xdg / "crewctl").mkdir(parents=True)
+        one_line(missing, 2, "no lead brain", config)
         lead = write_agent(tmp_path, "lead", READY)
-        write_config(xdg / "crewctl" / "config.toml", lead)
+        sup.write_config(roster(lead))  # the same file, now with a roster
         assert sup.cli("config", "show", "--json").json()["roster"] == {"lead": lead}
         goal = sup.new_goal("after the edit", "--criterion", "c", "--check", "true", workspace=ws)
         assert sup.wait_for_status(goal, "awaiting_signoff")["roster"]["lead"] == lead
+        assert f"config {config} read again" in sup.log()
 
 
 def test_a_cli_that_reads_another_config_than_the_supervisor_is_refused_naming_both(tmp_path, ws):
     lead = write_agent(tmp_path, "lead", READY)
-    theirs = write_config(tmp_path / "supervisor.toml", lead)
-    mine = write_config(tmp_path / "mine.toml", lead)
-    with Supervisor(tmp_path, env={"CREWCTL_CONFIG": theirs}) as sup:
+    mine = tmp_path / "mine.toml"
+    mine.write_text(roster(lead))
+    with Supervisor(tmp_path, config=roster(lead)) as sup:
+        theirs = sup.env["CREWCTL_CONFIG"]
         before = sup.cli("goal", "list", "--json").json()
-        result = sup.cli("goal", "new", "x", "--workspace", ws, "--criterion", "c", "--check", "true", env={"CREWCTL_CONFIG": mine}, check=False)
-        one_line(result, 2, mine, theirs, "same CREWCTL_CONFIG")
+        result = sup.cli("goal", "new", "x", "--workspace", ws, "--criterion", "c", "--check", "true", env={"CREWCTL_CONFIG": str(mine)}, check=False)
+        one_line(result, 2, str(mine), theirs, "same CREWCTL_CONFIG")
         assert sup.cli("goal", "list", "--json").json() == before
-        path = sup.cli("config", "path", env={"CREWCTL_CONFIG": mine})
-        assert path.stdout.strip() == mine and theirs in path.stderr
+        path = sup.cli("config", "path", env={"CREWCTL_CONFIG": str(mine)})
+        assert path.stdout.strip() == str(mine) and theirs in path.stderr
 
 
 def test_a_crewctl_config_that_names_no_file_is_an_error_everywhere_it_is_read(tmp_path):

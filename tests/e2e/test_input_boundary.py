@@ -11,6 +11,8 @@ import sqlite3
 import pytest
 
 from crewctl.testing import Supervisor, run_cli, write_agent
+from crewctl.testing.agents import agent_file
+
 
 HUGE = str(10**30)
 BAD_BYTE = "\udcff"  # how a non-UTF-8 byte in argv reaches Python; subprocess sends it back as 0xff
@@ -48,7 +50,7 @@ def waiting_goal(sup, tmp_path, ws):
     goal = sup.new_goal("wait", "--criterion", "c", "--check", "true", lead=lead, workspace=ws)
     sup.wait_for_event(goal, "turn_started")
     yield goal
-    (tmp_path / "waiter.state" / "stop").write_text("1")
+    agent_file(tmp_path, "waiter", "stop").write_text("1")
 
 
 def new_goal_args(ws: str, *extra: str) -> list[str]:

@@ -6,6 +6,8 @@ import json
 import os
 
 from crewctl.testing import PASS_EVERY_CRITERION, wait_until, write_agent
+from crewctl.testing.agents import agent_file
+
 
 # A lead that keeps every prompt it gets; its first run works until it is stopped (paused),
 # every later one is done at once.
@@ -22,14 +24,14 @@ marker("READY", {"summary": "done"})
 
 
 def prompt_of(tmp_path, run: int) -> str:
-    return (tmp_path / "lead.state" / f"prompt-{run}.txt").read_text()
+    return agent_file(tmp_path, "lead", f"prompt-{run}.txt").read_text()
 
 
 def test_a_steer_and_a_criteria_edit_made_while_paused_reach_the_resumed_turns_prompt(sup, tmp_path, ws):
     lead = write_agent(tmp_path, "lead", KEEPS_PROMPTS)
     goal = sup.new_goal("parse dates", "--criterion", "tests pass", "--check", "true", lead=lead, workspace=ws)
     sup.wait_for_event(goal, "turn_started")
-    wait_until(lambda: (tmp_path / "lead.state" / "prompt-1.txt").exists(), message="the first run to start")
+    wait_until(lambda: agent_file(tmp_path, "lead", "prompt-1.txt").exists(), message="the first run to start")
     sup.cli("goal", "pause", goal)
     sup.cli("goal", "steer", goal, "use zoneinfo, not pytz")
     criteria = tmp_path / "criteria.json"

@@ -8,7 +8,9 @@ import os
 import pytest
 
 from crewctl.testing import Supervisor, run_cli, wait_until, write_agent
+from crewctl.testing.agents import agent_file
 from crewctl.testing.hosts import WorkerProcess
+
 
 WAITS_FOR_GO = """
 deadline = time.time() + 120
@@ -51,7 +53,7 @@ def test_a_supervisor_killed_mid_startup_recovers_its_goals_on_the_next_start(tm
         "goals resumed": logged("live goal(s) resumed"),
     }
     kill_when(sup, marks[point], point)
-    (tmp_path / "lead.state" / "go").write_text("1")
+    agent_file(tmp_path, "lead", "go").write_text("1")
     with sup:
         assert sup.cli("status", "--json").json()["daemon"]["pid"] == sup.pid
         view = sup.wait_for_status(goal, "awaiting_signoff", timeout=60)
@@ -70,6 +72,6 @@ def test_a_worker_whose_key_the_supervisor_refuses_exits_with_the_reason(tmp_pat
             assert rogue.wait_exit(timeout=30) == 1
             log = rogue.log()
         assert "refused this host's CURVE key" in log and "crewctl keys allow" in log
-        assert log.strip().splitlines()[-1].startswith("crewctl: worker rogue stopped: ")
+        assert log.strip().splitlines()[-1].startswith("crewctl: the supervisor refused this worker: ")
         assert "send queue full" not in log and "Traceback" not in log
         assert [h["name"] for h in sup.cli("status", "--json").json()["hosts"]] == ["local-1"]

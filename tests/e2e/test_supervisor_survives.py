@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 from crewctl.exceptions import CrewError, NoSupervisor
 from crewctl.goal.validate import OPERATIONS
 from crewctl.testing import Supervisor, wait_until, write_agent
+from crewctl.testing.agents import agent_file
 from crewctl.transport import control
+
 
 WAITER = """
 deadline = time.time() + 300
@@ -67,7 +69,7 @@ def crew(tmp_path_factory):
         goal = sup.new_goal("hold still", "--criterion", "c", "--check", "true", lead=write_agent(tmp, "waiter", WAITER), workspace=str(ws))
         sup.wait_for_event(goal, "turn_started")
         yield sup, goal, (sup.show(goal), sup.events(goal))
-        (tmp / "waiter.state" / "stop").write_text("1")
+        agent_file(tmp, "waiter", "stop").write_text("1")
 
 
 def ask(sup, op, args):
@@ -147,7 +149,7 @@ def test_a_goal_whose_supervisor_keeps_crashing_is_blocked_with_crash_loop_and_t
         other = sup.new_goal("fine", "--criterion", "c", "--check", "true", lead=lead, workspace=ws)
         sup.wait_for_event(goal, "turn_started")
         sup.wait_for_status(other, "awaiting_signoff")
-    (tmp_path / "waiter.state" / "stop").write_text("1")
+    agent_file(tmp_path, "waiter", "stop").write_text("1")
     # A retry time no clock can read: every start of this goal's supervisor dies setting its timer.
     edit_goal(sup.home, goal, retry_at="not a time")
     sup.start()
@@ -176,7 +178,7 @@ def test_a_bug_met_by_one_goals_reply_blocks_that_goal_with_the_error_and_the_re
     # A cap the held gate's comparison cannot handle: phases.step raises on that round.
     edit_goal(sup.home, goal, attempt_cap="five")
     sup.start()
-    (tmp_path / "lead.state" / "go").write_text("1")
+    agent_file(tmp_path, "lead", "go").write_text("1")
     view = sup.wait_for_status(goal, "blocked", timeout=60)
     assert view["reason"].startswith("internal_error: TypeError") and "RoundFinished" in view["reason"]
     assert sup.cli("status", "--json").json()["daemon"]["pid"] == sup.pid

@@ -4,12 +4,13 @@ with a stand-in `claude` executable that answers as Claude Code does."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import sys
-import textwrap
 
 from crewctl.testing import Supervisor
+from crewctl.testing.agents import agent_state_dir
 
 # Claude Code's JSON result; at its usage limit: is_error, "Claude AI usage limit reached|EPOCH", exit 1.
 FAKE_CLAUDE = """\
@@ -29,22 +30,19 @@ print(json.dumps({{"type": "result", "subtype": "success", "is_error": False, "r
 """
 
 
-def fake_claude(tmp_path, reset_in: float) -> dict[str, str]:
-    state = tmp_path / "claude.state"
-    state.mkdir()
+def fake_claude(tmp_path, reset_in: float) -> str:
+    """The config that makes the `claude` preset run the stand-in; it counts its runs in
+    its state folder (the one place a sandboxed agent may write)."""
+    state = agent_state_dir(tmp_path, "claude")
+    os.makedirs(state, exist_ok=True)
     script = tmp_path / "claude"
-    script.write_text(FAKE_CLAUDE.format(python=sys.executable, state=str(state), reset_in=reset_in))
+    script.write_text(FAKE_CLAUDE.format(python=sys.executable, state=state, reset_in=reset_in))
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    config = tmp_path / "crewctl.toml"
-    config.write_text(textwrap.dedent(f"""\
-        [presets.claude]
-        command = ["{script}"]
-    """))
-    return {"CREWCTL_CONFIG": str(config)}
+    return f"[presets.claude]\ncommand = [{json.dumps(str(script))}]\n"
 
 
 def test_a_usage_limit_with_a_reset_time_waits_and_goes_on_by_itself_then(tmp_path, ws):
-    with Supervisor(tmp_path, env=fake_claude(tmp_path, reset_in=2)) as sup:
+    with Supervisor(tmp_path, config=fake_claude(tmp_path, reset_in=2)) as sup:
         goal = sup.new_goal("limited", "--criterion", "c", "--check", "true", lead="claude", workspace=ws)
         waiting = sup.wait_for_status(goal, "blocked", timeout=30)
         assert waiting["reason"].startswith("usage_limited:") and waiting["resume_at"]
@@ -54,11 +52,11 @@ def test_a_usage_limit_with_a_reset_time_waits_and_goes_on_by_itself_then(tmp_pa
         assert view["resume_at"] is None
         [resumed] = [e for e in sup.events(goal) if e["type"] == "resumed"]
         assert resumed["payload"]["automatic"] is True and resumed["payload"]["reason"] == "usage_limited"
-        assert len(os.listdir(tmp_path / "claude.state")) == 2
+        assert len(os.listdir(agent_state_dir(tmp_path, "claude"))) == 2
 
 
 def test_goal_resume_goes_on_at_once_while_a_usage_limit_is_waited_for(tmp_path, ws):
-    with Supervisor(tmp_path, env=fake_claude(tmp_path, reset_in=3600)) as sup:
+    with Supervisor(tmp_path, config=fake_claude(tmp_path, reset_in=3600)) as sup:
         goal = sup.new_goal("limited", "--criterion", "c", "--check", "true", lead="claude", workspace=ws)
         waiting = sup.wait_for_status(goal, "blocked", timeout=30)
         assert waiting["resume_at"] and waiting["reason"].startswith("usage_limited:")
