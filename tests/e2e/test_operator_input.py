@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 from crewctl.testing import PASS_EVERY_CRITERION, wait_until, write_agent
 from crewctl.testing.agents import agent_file
