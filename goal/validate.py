@@ -46,7 +46,10 @@ MAX_TOKENS = 10**12  # a trillion tokens: past any real budget, far inside every
 MAX_SECONDS = 10**8  # about three years: timers and deadlines stay representable
 MAX_COST_USD = 10**7
 MAX_COUNT = 10**6  # caps, attempts, sequence numbers
-TEXT_CAP = 16 * 1024  # characters of one objective, steer or note
+# Characters of one objective, steer or note. A control request is capped at 64 KiB on the
+# wire (transport.control), which binds first for the CLI; this bound holds for anything
+# that reaches `request` another way.
+TEXT_CAP = 256 * 1024
 SPEC_CAP = 4096
 PATH_CAP = 4096
 ID_CAP = 64
