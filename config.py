@@ -11,6 +11,7 @@ file is an error (a typo must not silently mean "no config"). Example:
     lead = "claude"
     worker = "claude"
     verifier = "codex"
+    reflector = "claude"          # the one turn after sign-off (default: the lead's brain)
 
     [defaults]                    # applied to every new goal unless `goal new` says otherwise
     token_budget = 2000000
@@ -60,7 +61,7 @@ from .goal import validate
 
 __all__ = ["Config", "ConfigWatch", "DEFAULTS", "config_path", "config_source", "load_config", "redacted"]
 
-ROLES = ("lead", "worker", "verifier")
+ROLES = ("lead", "worker", "verifier", "reflector")
 
 DEFAULTS: dict[str, Any] = {
     "token_budget": None,
@@ -139,7 +140,7 @@ def load_config(path: str | None = None, *, required: bool | None = None) -> Con
     roster = _table(data, "roster", path)
     for role, spec in roster.items():
         if role not in ROLES or not isinstance(spec, str):
-            raise ConfigError(f"config {path}: [roster] maps lead/worker/verifier to brain specs")
+            raise ConfigError(f"config {path}: [roster] maps lead/worker/verifier/reflector to brain specs")
 
     defaults = dict(DEFAULTS)
     for key, value in _table(data, "defaults", path).items():

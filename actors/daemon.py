@@ -146,7 +146,7 @@ class Daemon(pykka.ThreadingActor):
     # -- supervisors ---------------------------------------------------------------------
 
     def _resume_all(self) -> int:
-        ids = self.ctx.store.live_goal_ids()
+        ids = self.ctx.store.live_goal_ids() + self.ctx.store.outputs_due_ids()
         for goal_id in ids:
             self._start_supervisor(goal_id, recover=True)
         return len(ids)
@@ -282,6 +282,7 @@ class Daemon(pykka.ThreadingActor):
             check_timeout=float(args.get("check_timeout") or 600.0),
             step_attempts=args.get("step_attempts") or 3,
             replan_budget=args["replan_budget"] if args.get("replan_budget") is not None else 2,
+            **_outputs_settings(self.ctx.home, workspace),
         )
         now = self.ctx.clock()
         goal_id = secrets.token_hex(4)
@@ -313,6 +314,16 @@ class Daemon(pykka.ThreadingActor):
 
     def op_status(self, args: dict, reply) -> None:
         reply(True, self.status())
+
+
+def _outputs_settings(home: str, workspace: str) -> dict[str, Any]:
+    """What earlier goals left for this one (memory, skills) and where the workspace's git
+    history stands now (the PR envelope's base)."""
+    from ..outputs import briefing_for
+    from ..outputs.envelope import base_of
+
+    base = base_of(workspace)
+    return {"briefing": briefing_for(home, workspace), "base_commit": base.commit, "base_branch": base.branch}
 
 
 def _simple(event_factory: Callable[[dict], ev.Event]) -> Callable:

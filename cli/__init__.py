@@ -46,10 +46,18 @@ def _register() -> None:
     from .demo import demo_command
     from .goal import goal_group
     from .keys import keys_group
+    from .memory import memory_group
+    from .pr import pr_command
     from .run import run_command, status_command
+    from .skills import skills_group
+    from .templates import templates_group
     from .worker import worker_command
 
-    for command in (brains_group, config_group, demo_command, goal_group, keys_group, run_command, status_command, worker_command):
+    goal_group.add_command(pr_command)
+    for command in (
+        brains_group, config_group, demo_command, goal_group, keys_group, memory_group, run_command, skills_group, status_command,
+        templates_group, worker_command,
+    ):
         cli.add_command(command)
 
 

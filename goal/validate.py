@@ -298,6 +298,7 @@ _SCHEMAS: dict[str, dict[str, tuple[str, Rule, bool]]] = {
         "lead": ("--lead", _spec, False),
         "worker": ("--worker", _spec, False),
         "verifier": ("--verifier", _spec, False),
+        "reflector": ("--reflector", _spec, False),
         "token_budget": ("--token-budget", _tokens, False),
         "time_budget": ("--time-budget", _seconds, False),
         "cost_budget": ("--cost-budget", _cost, False),

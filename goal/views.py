@@ -10,7 +10,7 @@ from typing import Any
 
 from .model import GoalState
 
-__all__ = ["budget_report", "goal_view", "summary_view"]
+__all__ = ["budget_report", "envelope_view", "goal_view", "summary_view"]
 
 
 def goal_view(s: GoalState) -> dict[str, Any]:
@@ -79,6 +79,29 @@ def goal_view(s: GoalState) -> dict[str, Any]:
         "retry_at": s.retry_at,
         "resume_at": s.resume_at,
         "last_error": s.last_error,
+        # Durable outputs (DESIGN.md): what the passed gate hands over and what was learned.
+        "base_commit": s.base_commit,
+        "base_branch": s.base_branch,
+        "envelope": envelope_view(s),
+        "reflection": None if s.reflection is None else {"status": s.reflection, "tries": s.reflection_tries},
+    }
+
+
+def envelope_view(s: GoalState) -> dict[str, Any] | None:
+    """The PR envelope as `goal show --json`, `goal pr` and the report name it."""
+    e = s.envelope
+    if e is None:
+        return None
+    return {
+        "round": e.round,
+        "status": e.status,
+        "branch": e.branch,
+        "commit": e.commit,
+        "base": e.base,
+        "files": list(e.files),
+        "pr": e.pr,
+        "patch": e.patch,
+        "error": e.error,
     }
 
 
