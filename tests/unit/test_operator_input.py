@@ -368,3 +368,20 @@ def test_a_fault_blocks_the_goal_with_the_error_and_stops_its_work():
     assert g.effects(CancelWork) and g.state.in_flight.interrupted
     g.step(ev.Resume())
     assert g.status == "running" and g.effects(RunLeadTurn)
+
+
+def test_a_reflection_reply_full_of_stray_markers_writes_a_bounded_timeline_and_sane_usage():
+    from crewctl.goal import reflect
+
+    g = Drive.new(CHECK)
+    g.lead(ready())
+    g.verifier(checks={"c1": {"exit": 0}})
+    g.envelope_built()
+    g.step(ev.Signoff())
+    reply = "CREW_READY_BEGIN\n{\"summary\": \"x\"}\nCREW_READY_END\n" * 5000 + block(
+        "reflect", {"summary": "done", "lessons": [], "memory": []}
+    )
+    t = g.reflector(reply, usage=ev.TurnUsage(input_tokens=10, cost_usd=float("inf")))
+    assert len(t.records) < phases.MAX_MARKER_RECORDS + 10
+    assert g.record("markers_capped").payload["ignored"] == 5000 - phases.MAX_MARKER_RECORDS
+    assert g.state.reflection == "ok" and g.state.spend.cost_usd == 0.0 and reflect.ROLE == "reflector"
