@@ -31,7 +31,7 @@ from typing import Any, Callable
 import pykka
 
 from .. import brains
-from ..config import Config, ConfigWatch
+from ..config import ROLES, Config, ConfigWatch
 from ..exceptions import AlreadyRunning, ConfigError, CrewError, ProtocolError, Refused, StoreError, UsageError
 from ..goal import events as ev
 from ..goal import phases, validate
@@ -248,7 +248,7 @@ class Daemon(pykka.ThreadingActor):
         if not os.path.isabs(workspace) or not os.path.isdir(workspace):
             raise UsageError(f"workspace {workspace} is not a directory")
         criteria = parse_criteria(args["criteria"]) if args.get("criteria") else ()
-        roster = config.roster_for({role: args.get(role) for role in ("lead", "worker", "verifier")})
+        roster = config.roster_for({role: args.get(role) for role in ROLES})
         for role, spec in roster.items():
             try:
                 brains.check_runnable(spec, config)  # a brain that cannot run here fails now, not hours later
