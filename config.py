@@ -1,7 +1,11 @@
 """The operator's config file: named brains, the default roster, default budgets and caps.
 
-Lives at $XDG_CONFIG_HOME/crewctl/config.toml (or CREWCTL_CONFIG). Everything is optional;
-a missing file is an empty config. Example:
+Lives at $CREWCTL_CONFIG if set, else $XDG_CONFIG_HOME/crewctl/config.toml (XDG_CONFIG_HOME
+defaults to ~/.config). One rule, `config_source()`, finds it for every command and for the
+supervisor, which logs the path it loaded and reads the file again when it changes, so a
+new goal gets the roster `crewctl brains list` and `crewctl config show` print. Everything
+is optional: a missing default file is the empty config; a CREWCTL_CONFIG that names no
+file is an error (a typo must not silently mean "no config"). Example:
 
     [roster]                      # which brain each role gets when `goal new` names none
     lead = "claude"
@@ -50,14 +54,16 @@ a missing file is an empty config. Example:
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
 from .exceptions import ConfigError
+from .goal import validate
 
-__all__ = ["Config", "DEFAULTS", "config_path", "load_config"]
+__all__ = ["Config", "ConfigWatch", "DEFAULTS", "config_path", "config_source", "load_config", "redacted"]
 
 ROLES = ("lead", "worker", "verifier", "reflector")
 
@@ -86,24 +92,48 @@ class Config:
     def provider(self, name: str) -> dict[str, Any]:
         return self.providers.get(name, {})
 
+    def roster_for(self, given: dict[str, str | None]) -> dict[str, str]:
+        """The brains of a new goal: each role as `goal new` names it, else the config's
+        [roster]. (The worker falls back to the lead's brain when a step runs.)"""
+        out = {}
+        for role in ROLES:
+            spec = given.get(role) or self.roster.get(role)
+            if spec:
+                out[role] = spec
+        return out
+
+
+def config_source() -> tuple[str, bool]:
+    """(the config file's path, whether CREWCTL_CONFIG named it)."""
+    if os.environ.get("CREWCTL_CONFIG"):
+        return os.path.abspath(os.path.expanduser(os.environ["CREWCTL_CONFIG"])), True
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "crewctl", "config.toml"), False
+
 
 def config_path() -> str:
-    if os.environ.get("CREWCTL_CONFIG"):
-        return os.environ["CREWCTL_CONFIG"]
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.join(base, "crewctl", "config.toml")
+    return config_source()[0]
 
 
-def load_config(path: str | None = None) -> Config:
-    """Read the config file; a missing file is the empty config, a broken one a ConfigError."""
-    path = path or config_path()
+def load_config(path: str | None = None, *, required: bool | None = None) -> Config:
+    """Read the config file; a broken one is a ConfigError. A missing file is the empty
+    config, unless it was named on purpose (CREWCTL_CONFIG, or `required`)."""
+    if path is None:
+        path, named = config_source()
+        required = named if required is None else required
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
     except FileNotFoundError:
+        if required:
+            raise ConfigError(f"config {path} does not exist (CREWCTL_CONFIG names it); fix the path or unset CREWCTL_CONFIG") from None
         return Config(path=None)
+    except IsADirectoryError:
+        raise ConfigError(f"config {path} is a directory, not a TOML file") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config {path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
 
@@ -121,8 +151,16 @@ def load_config(path: str | None = None) -> Config:
     for key, value in _table(data, "defaults", path).items():
         if key not in DEFAULTS:
             raise ConfigError(f"config {path}: unknown default {key!r} (known: {', '.join(DEFAULTS)})")
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-            raise ConfigError(f"config {path}: defaults.{key} must be a positive number")
+        whole_only = key not in ("time_budget", "cost_budget")
+        if whole_only and isinstance(value, float) and value.is_integer():
+            value = int(value)  # token_budget = 2e6 means two million tokens
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= _DEFAULT_MAX[key]
+            or (isinstance(value, float) and not math.isfinite(value))
+            or (whole_only and not isinstance(value, int))
+        ):
+            kind = "whole number" if whole_only else "number"
+            raise ConfigError(f"config {path}: defaults.{key} must be a {kind} more than 0 and at most {_DEFAULT_MAX[key]:g}")
         defaults[key] = value
 
     brains = _table(data, "brains", path)
@@ -198,6 +236,75 @@ def _snapshot_section(section: dict, path: str) -> dict[str, Any]:
         else:
             raise ConfigError(f"config {path}: unknown [snapshot] setting {key!r} (known: quota, max_files)")
     return out
+
+
+# The same bounds as the command line's (goal.validate): a default is an input too.
+_DEFAULT_MAX = {
+    "token_budget": validate.MAX_TOKENS,
+    "time_budget": validate.MAX_SECONDS,
+    "cost_budget": validate.MAX_COST_USD,
+    "attempt_cap": 1000,
+    "max_auto_turns": 10_000,
+    "max_turns": 100_000,
+}
+
+
+def redacted(config: Config) -> dict[str, Any]:
+    """What a config resolves to, as data, with secrets (api keys, tokens) shown as ***."""
+
+    def hide(table: Any) -> Any:
+        if isinstance(table, dict):
+            return {k: ("***" if _secret(k) and isinstance(v, str) and v else hide(v)) for k, v in table.items()}
+        if isinstance(table, list):
+            return [hide(v) for v in table]
+        return table
+
+    return {
+        "path": config.path,
+        "roster": dict(config.roster),
+        "defaults": dict(config.defaults),
+        "brains": hide(config.brains),
+        "presets": hide(config.presets),
+        "providers": hide(config.providers),
+        "verifier": hide(config.verifier),
+        "sandbox": hide(config.sandbox),
+    }
+
+
+def _secret(key: str) -> bool:
+    key = key.lower()
+    return any(word in key for word in ("key", "token", "secret", "password"))
+
+
+class ConfigWatch:
+    """The supervisor's config: the file `config_source()` names at start, read again
+    whenever it changes on disk (mtime, size), so goals created later get what the file
+    says now. A file that became broken keeps the last good config and says why."""
+
+    def __init__(self, config: Config, path: str | None, *, fixed: bool = False) -> None:
+        self.path = path  # watched even while it does not exist: creating it counts as a change
+        self.fixed = fixed  # a Config handed in by a caller (tests, embedding): never reread
+        self.config = config
+        self.stamp = _stamp(path)
+
+    def current(self) -> Config:
+        if self.fixed or self.path is None:
+            return self.config
+        stamp = _stamp(self.path)
+        if stamp != self.stamp:
+            self.config = load_config(self.path, required=False)  # ConfigError: the caller says why
+            self.stamp = stamp
+        return self.config
+
+
+def _stamp(path: str | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
 
 
 def _table(data: dict, key: str, path: str) -> dict:

@@ -121,6 +121,12 @@ class UsageLimited(BrainError):
     code = "usage_limited"
     turn_kind = "usage_limited"  # backs off longer; past a bound the goal is usage_limited
 
+    def __init__(self, message: str, resets_at: float | None = None) -> None:
+        super().__init__(message)
+        # When the provider says the account's limit resets (epoch seconds), if it says:
+        # the goal then waits until that time and goes on by itself.
+        self.resets_at = resets_at
+
 
 class BrainCrashed(BrainError):
     code = "brain_crashed"

@@ -31,10 +31,10 @@ from typing import Any, Callable
 import pykka
 
 from .. import brains
-from ..config import Config
-from ..exceptions import AlreadyRunning, CrewError, ProtocolError, Refused, UsageError
+from ..config import ROLES, Config, ConfigWatch
+from ..exceptions import AlreadyRunning, ConfigError, CrewError, ProtocolError, Refused, StoreError, UsageError
 from ..goal import events as ev
-from ..goal import phases
+from ..goal import phases, validate
 from ..goal import protect as protection
 from ..goal.criteria import parse_criteria
 from ..goal.model import TERMINAL, Budget
@@ -106,9 +106,16 @@ class _HomeLock:
 
 
 class Daemon(pykka.ThreadingActor):
-    def __init__(self, ctx: Context, send_control: Callable[[bytes, dict], None], status: Callable[[], dict]) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        send_control: Callable[[bytes, dict], None],
+        status: Callable[[], dict],
+        config_watch: ConfigWatch | None = None,
+    ) -> None:
         super().__init__()
         self.ctx = ctx
+        self.config_watch = config_watch or ConfigWatch(ctx.config, ctx.config.path, fixed=True)
         self.send_control = send_control  # only requests that carried the token reach this actor
         self.status = status
         self.goals: dict[str, pykka.ActorRef] = {}
@@ -119,17 +126,23 @@ class Daemon(pykka.ThreadingActor):
         self.ctx.daemon = self.actor_ref
 
     def on_receive(self, msg: Any) -> Any:
-        if isinstance(msg, ControlRequest):
-            self._control(msg)
-        elif isinstance(msg, SupervisorStopped):
-            self._supervisor_stopped(msg)
-        elif msg == "resume":
-            return self._resume_all()
-        elif isinstance(msg, Shutdown):
-            self.draining = True
-            for ref in self.goals.values():
-                ref.tell(msg)
-            return list(self.goals.values())
+        if msg == "resume":
+            try:
+                return self._resume_all()
+            except CrewError as exc:  # at start: returned, for the caller to report in one line
+                return exc
+        try:
+            if isinstance(msg, ControlRequest):
+                self._control(msg)
+            elif isinstance(msg, SupervisorStopped):
+                self._supervisor_stopped(msg)
+            elif isinstance(msg, Shutdown):
+                self.draining = True
+                for ref in self.goals.values():
+                    ref.tell(msg)
+                return list(self.goals.values())
+        except Exception:  # the daemon answers every later request, whatever this one did
+            log.exception("the daemon could not handle %s", type(msg).__name__)
         return None
 
     # -- supervisors ---------------------------------------------------------------------
@@ -159,31 +172,54 @@ class Daemon(pykka.ThreadingActor):
         self.restarts[msg.goal_id] = recent
         if len(recent) > SUPERVISOR_RESTARTS:
             log.error("goal %s: supervisor keeps crashing (%s); not restarting it", msg.goal_id, msg.crashed)
+            self._block_crash_loop(msg.goal_id, f"its supervisor crashed {len(recent)} times in {SUPERVISOR_WINDOW:g}s: {msg.crashed}")
             return
         log.warning("goal %s: supervisor crashed (%s); restarting from the store", msg.goal_id, msg.crashed)
         self._start_supervisor(msg.goal_id, recover=True)
+
+    def _block_crash_loop(self, goal_id: str, error: str) -> None:
+        """Record why the goal stopped: blocked, crash_loop, with the error. Written here,
+        not by the goal's own supervisor, which is the thing that keeps failing."""
+        try:
+            state, version = self.ctx.store.load_goal(goal_id)
+            now = self.ctx.clock()
+            t = phases.step(state, ev.Fault(reason="crash_loop", error=error), now)
+            if t.records:
+                self.ctx.store.commit(state, version, t, now.isoformat())
+        except Exception:
+            log.exception("goal %s: could not record crash_loop", goal_id)
 
     # -- the control RPC -------------------------------------------------------------------
 
     def _control(self, req: ControlRequest) -> None:
         msg = req.message
         request_id = msg.get("id")
+        if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
+            request_id = None  # echoed back: plain data only
+        op = msg.get("op")
 
         def reply(ok: bool, payload: Any) -> None:
-            if ok:
-                result = goal_view(payload) if hasattr(payload, "criteria") else payload
-                self.send_control(req.identity, message("reply", id=request_id, ok=True, result=result))
-            else:
-                code, text = payload
-                self.send_control(req.identity, message("reply", id=request_id, ok=False, error={"code": code, "message": text}))
+            try:
+                if ok:
+                    result = goal_view(payload) if hasattr(payload, "criteria") else payload
+                    frame = message("reply", id=request_id, ok=True, result=result)
+                else:
+                    code, text = payload
+                    frame = message("reply", id=request_id, ok=False, error={"code": code, "message": text})
+                self.send_control(req.identity, frame)
+            except Exception as exc:  # a reply that cannot be encoded is a bug, told as one
+                log.exception("cannot send the reply to %r", op)
+                self.send_control(req.identity, message(
+                    "reply", id=request_id, ok=False,
+                    error={"code": "error", "message": f"internal error: the reply could not be sent ({type(exc).__name__})"},
+                ))
 
         try:
             if msg.get("type") != "request":
                 raise ProtocolError("expected a request")
-            op = msg.get("op")
-            args = msg.get("args")
-            if not isinstance(op, str) or not isinstance(args, dict):
-                raise ProtocolError("a request needs op and args")
+            # Every request's input, checked by the same rules the CLI applied before sending:
+            # a bad request is a usage error here, and nothing after this line guesses.
+            args = validate.request(op, msg.get("args"))
             if self.draining and op != "status":
                 raise Refused("the supervisor is shutting down")
             handler = _OPS.get(op)
@@ -192,55 +228,62 @@ class Daemon(pykka.ThreadingActor):
             handler(self, args, reply)
         except CrewError as exc:
             reply(False, (exc.code, exc.message))
-        except (KeyError, TypeError, ValueError) as exc:
-            reply(False, ("usage", f"malformed request: {exc}"))
+        except Exception as exc:  # a bug: logged with its traceback, answered as an error (not usage)
+            log.exception("control request %r failed", op)
+            reply(False, ("error", f"internal error in {op}: {type(exc).__name__}: {exc} (see the supervisor log)"))
 
     def _route(self, args: dict, event: ev.Event, reply) -> None:
-        goal_id = self.ctx.store.resolve_id(_str(args, "id"))
+        goal_id = self.ctx.store.resolve_id(args["id"])
         ref = self.goals.get(goal_id)
         if ref is None or not ref.is_alive():
             state, _ = self.ctx.store.load_goal(goal_id)
             if state.status in TERMINAL:
                 raise Refused(f"goal {goal_id} is {state.status}")
+            self.restarts.pop(goal_id, None)  # the operator asks again: supervision starts afresh
             ref = self._start_supervisor(goal_id, recover=True)
         ref.tell(Deliver(event, reply=reply))
 
     def op_new(self, args: dict, reply) -> None:
-        config = self.ctx.config
-        objective = _str(args, "objective").strip()
-        if not objective:
-            raise UsageError("the objective is empty")
-        workspace = _str(args, "workspace")
+        config = self._config(args.get("config_path"))
+        objective = args["objective"].strip()
+        workspace = args["workspace"]
         if not os.path.isabs(workspace) or not os.path.isdir(workspace):
             raise UsageError(f"workspace {workspace} is not a directory")
         criteria = parse_criteria(args["criteria"]) if args.get("criteria") else ()
-        roster = {}
-        for role in ("lead", "worker", "verifier", "reflector"):
-            spec = args.get(role) or config.roster.get(role)
-            if spec:
-                brains.resolve(spec, config)  # a bad spec fails here, not hours later
-                roster[role] = spec
+        roster = config.roster_for({role: args.get(role) for role in ROLES})
+        for role, spec in roster.items():
+            try:
+                brains.check_runnable(spec, config)  # a brain that cannot run here fails now, not hours later
+            except ConfigError as exc:
+                given = "--" + role if args.get(role) else f"[roster] {role} in {config.path}"
+                raise UsageError(f"{given} {spec!r}: {exc.message}") from None
         if "lead" not in roster:
-            raise UsageError("no lead brain: pass --lead SPEC or set [roster] lead in the config")
+            where = config.path or self.config_watch.path or "the config file"
+            raise UsageError(f"no lead brain: pass --lead SPEC or set [roster] lead in {where}")
         if "verifier" not in roster and (not criteria or any(c.check is None for c in criteria)):
             raise UsageError(
                 "criteria without a check command need a verifier: pass --verifier SPEC "
                 "(or give every criterion a --check)"
             )
         defaults = config.defaults
+
+        def pick(key: str, fallback: Any) -> Any:
+            value = args.get(key)
+            return value if value is not None else (defaults.get(key) if defaults.get(key) is not None else fallback)
+
         settings = phases.GoalSettings(
             roster=roster,
             budget=Budget(
-                tokens=_opt_int(args, "token_budget", defaults.get("token_budget")),
-                seconds=_opt_num(args, "time_budget", defaults.get("time_budget")),
-                cost_usd=_opt_num(args, "cost_budget", defaults.get("cost_budget")),
+                tokens=pick("token_budget", None),
+                seconds=_float(pick("time_budget", None)),
+                cost_usd=_float(pick("cost_budget", None)),
             ),
-            attempt_cap=_opt_int(args, "attempt_cap", defaults.get("attempt_cap")) or 5,
-            max_auto_turns=_opt_int(args, "max_auto_turns", defaults.get("max_auto_turns")) or 20,
-            max_turns=_opt_int(args, "max_turns", defaults.get("max_turns")) or 200,
-            check_timeout=_opt_num(args, "check_timeout", 600.0) or 600.0,
-            step_attempts=_opt_int(args, "step_attempts", 3) or 3,
-            replan_budget=_count(args, "replan_budget", 2),
+            attempt_cap=pick("attempt_cap", 5),
+            max_auto_turns=pick("max_auto_turns", 20),
+            max_turns=pick("max_turns", 200),
+            check_timeout=float(args.get("check_timeout") or 600.0),
+            step_attempts=args.get("step_attempts") or 3,
+            replan_budget=args["replan_budget"] if args.get("replan_budget") is not None else 2,
             protect=_protect_settings(args),
             **_outputs_settings(self.ctx.home, workspace),
         )
@@ -251,6 +294,26 @@ class Daemon(pykka.ThreadingActor):
         ref = self._start_supervisor(goal_id, recover=False)
         ref.tell(Perform(transition.effects))
         reply(True, transition.state)
+
+    def _config(self, client_path: Any) -> Config:
+        """The one config, as it is on disk now. A CLI that reads another file than this
+        supervisor would see one roster and get another: that is refused, naming both."""
+        watch = self.config_watch
+        if isinstance(client_path, str) and watch.path is not None and not watch.fixed:
+            mine, theirs = os.path.abspath(watch.path), os.path.abspath(client_path)
+            if mine != theirs and (os.path.exists(mine) or os.path.exists(theirs)):
+                raise UsageError(
+                    f"this crewctl reads its config from {theirs} but the supervisor reads {mine}; "
+                    "run both with the same CREWCTL_CONFIG (or neither), then try again"
+                )
+        try:
+            config = watch.current()
+        except ConfigError as exc:
+            raise ConfigError(f"{exc.message} (the supervisor keeps its last good config for running goals)") from None
+        if config is not self.ctx.config:
+            log.info("config %s read again: it changed", watch.path)
+            self.ctx.config = config
+        return config
 
     def op_status(self, args: dict, reply) -> None:
         reply(True, self.status())
@@ -276,66 +339,24 @@ def _simple(event_factory: Callable[[dict], ev.Event]) -> Callable:
 
 
 
+# Each operation's arguments arrive checked by goal.validate.request (types, bounds, UTF-8).
 _OPS: dict[str, Callable] = {
     "goal.new": Daemon.op_new,
-    "goal.answer": _simple(lambda a: ev.Answer(answers=_answers(a), seq=_opt_int(a, "seq", None))),
+    "goal.answer": _simple(lambda a: ev.Answer(answers=a["answers"], seq=a.get("seq"))),
     "goal.criteria": _simple(lambda a: ev.EditCriteria(criteria=parse_criteria(a["criteria"]))),
-    "goal.steer": _simple(lambda a: ev.Steer(text=_nonempty(a, "message"))),
+    "goal.steer": _simple(lambda a: ev.Steer(text=a["message"].strip())),
     "goal.pause": _simple(lambda a: ev.Pause()),
     "goal.resume": _simple(lambda a: ev.Resume()),
     "goal.cancel": _simple(lambda a: ev.Cancel()),
-    "goal.approve": _simple(lambda a: ev.Approve(step=_str(a, "step"), reject=bool(a.get("reject")))),
-    "goal.budget": _simple(
-        lambda a: ev.RaiseBudget(
-            tokens=_opt_int(a, "tokens", None), seconds=_opt_num(a, "seconds", None), cost_usd=_opt_num(a, "cost", None)
-        )
-    ),
+    "goal.approve": _simple(lambda a: ev.Approve(step=a["step"], reject=a.get("reject", False))),
+    "goal.budget": _simple(lambda a: ev.RaiseBudget(tokens=a.get("tokens"), seconds=a.get("seconds"), cost_usd=a.get("cost"))),
     "goal.signoff": _simple(lambda a: ev.Signoff()),
-    "goal.send_back": _simple(lambda a: ev.SendBack(notes=_nonempty(a, "notes"))),
+    "goal.send_back": _simple(lambda a: ev.SendBack(notes=a["notes"].strip())),
     "goal.protect": _simple(
         lambda a: ev.EditProtect(add=_globs(a, "add"), remove=_globs(a, "remove"), rebaseline=bool(a.get("rebaseline")))
     ),
     "status": Daemon.op_status,
 }
-
-
-def _str(args: dict, key: str) -> str:
-    value = args.get(key)
-    if not isinstance(value, str):
-        raise UsageError(f"{key} must be a string")
-    return value
-
-
-def _nonempty(args: dict, key: str) -> str:
-    value = _str(args, key).strip()
-    if not value:
-        raise UsageError(f"{key} is empty")
-    return value
-
-
-def _opt_int(args: dict, key: str, default: Any) -> int | None:
-    value = args.get(key, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise UsageError(f"{key} must be a positive integer")
-    return value
-
-
-def _count(args: dict, key: str, default: int) -> int:
-    value = args.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise UsageError(f"{key} must be a whole number, 0 or more")
-    return value
-
-
-def _opt_num(args: dict, key: str, default: Any) -> float | None:
-    value = args.get(key, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise UsageError(f"{key} must be a positive number")
-    return float(value)
 
 
 def _globs(args: dict, key: str) -> tuple[str, ...]:
@@ -359,11 +380,8 @@ def _protect_settings(args: dict):
     return protection.settings(patterns)
 
 
-def _answers(args: dict) -> dict[str, str]:
-    answers = args.get("answers")
-    if not isinstance(answers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in answers.items()):
-        raise UsageError("answers must map question ids to strings")
-    return answers
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 # -- the process ---------------------------------------------------------------------------
@@ -371,10 +389,16 @@ def _answers(args: dict) -> dict[str, str]:
 
 def run_daemon(opts: DaemonOptions, *, stop: threading.Event | None = None, on_ready: Callable[[dict], None] | None = None) -> int:
     """Run a supervisor in the foreground until `stop` is set or SIGTERM/SIGINT arrives."""
-    from ..config import load_config
+    from ..config import config_source, load_config
 
-    config = opts.config or load_config()
-    private_dir(opts.home)
+    if opts.config is not None:
+        config, watch = opts.config, ConfigWatch(opts.config, opts.config.path, fixed=True)
+    else:
+        path, named = config_source()
+        config = load_config(path, required=named)
+        watch = ConfigWatch(config, path)
+    validate.endpoint(opts.listen, "--listen", bind=True)
+    _prepare_home(opts.home)
     lock = _HomeLock(opts.home)
     try:
         arm_crash_points(os.environ.get("CREWCTL_CRASH_AT"))
@@ -389,14 +413,46 @@ def run_daemon(opts: DaemonOptions, *, stop: threading.Event | None = None, on_r
             log.warning("ended %d process(es) a previous run left behind: %s", len(left), ", ".join(map(str, left)))
         store = open_store(opts.db_url, opts.home)
         try:
+            _preflight(store)
             _server_keys(opts.home)  # after the store: a bad --db is the one line a user sees
         except BaseException:
             store.close()
             raise
+        if watch.path is not None and not watch.fixed:
+            log.info("config %s%s", watch.path, "" if config.path else " (no such file: the empty config; read when it appears)")
         log.info("agents run in: %s", sandbox.describe())
-        return _serve(opts, config, store, sandbox, stop or threading.Event(), on_ready, control_endpoint)
+        return _serve(opts, config, store, sandbox, stop or threading.Event(), on_ready, control_endpoint, watch)
     finally:
         lock.release()
+
+
+def _prepare_home(home: str) -> None:
+    """$CREWCTL_HOME as a directory this process can write, or one line saying why not."""
+    if os.path.exists(home) and not os.path.isdir(home):
+        raise CrewError(f"CREWCTL_HOME {home} is a file, not a directory; point CREWCTL_HOME (or --home) at a directory")
+    try:
+        private_dir(home)
+        probe = os.path.join(home, f".write-test-{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as exc:  # private_dir's own refusals (another user's directory) are UsageErrors
+        raise CrewError(f"cannot use CREWCTL_HOME {home}: {exc.strerror or exc}; it must be a directory this user can write") from None
+
+
+def _preflight(store: Store) -> None:
+    """Read every live goal before any actor starts: a damaged store is one clear line at
+    start, not a supervisor that dies on its first goal."""
+    try:
+        for goal_id in store.live_goal_ids():
+            try:
+                store.load_goal(goal_id)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                # One goal's row that does not decode is that goal's trouble: the others
+                # are served, and its supervisor's failures are logged.
+                log.error("goal %s cannot be read (%s: %s); the other goals are served", goal_id, type(exc).__name__, exc)
+    except StoreError as exc:
+        raise StoreError(f"{exc.message}; the store may be damaged: restore it from a backup or move it aside") from None
 
 
 def _hiding_control(sandbox: Sandbox, home: str, control_endpoint: str | None) -> Sandbox:
@@ -420,7 +476,8 @@ def _server_keys(home: str) -> tuple[bytes, bytes]:
 
 
 def _serve(
-    opts: DaemonOptions, config: Config, store: Store, sandbox: Sandbox, stop: threading.Event, on_ready, control_endpoint: str | None
+    opts: DaemonOptions, config: Config, store: Store, sandbox: Sandbox, stop: threading.Event, on_ready, control_endpoint: str | None,
+    watch: ConfigWatch | None = None,
 ) -> int:
     token = new_token()
     started_at = utcnow().isoformat()
@@ -470,13 +527,14 @@ def _serve(
                 "started_at": started_at,
                 "goals": len(store.live_goal_ids()),
                 "sandbox": sandbox.describe(),
+                "config": watch.path if watch is not None else config.path,
             },
             "hosts": hosts,
             "dropped_frames": broker.dropped(),
             "dropped_reasons": broker.drop_reasons(),
         }
 
-    daemon = Daemon.start(ctx, lambda ident, msg: broker.send("control", ident, msg), status)
+    daemon = Daemon.start(ctx, lambda ident, msg: broker.send("control", ident, msg), status, watch)
     holder["daemon"] = daemon
     authenticator = None
     try:
@@ -500,6 +558,8 @@ def _serve(
         }
         write_daemon_info(opts.home, info)
         resumed = daemon.ask("resume")
+        if isinstance(resumed, BaseException):
+            raise resumed
         log.info(
             "supervisor %d serving %s; %d live goal(s) resumed; control on %s; agents (CURVE) on %s",
             os.getpid(), opts.home, resumed, control_ep.bound, agent_endpoint.bound,

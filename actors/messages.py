@@ -46,6 +46,7 @@ class RunTurn:
     history: tuple[Message, ...] = ()
     resume_ref: str | None = None
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
+    time_left: float | None = None  # of the goal's time budget: the turn is stopped past it
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import pykka
@@ -43,6 +45,17 @@ CHECK_OUTPUT_KEEP = 16 * 1024
 # current directory ahead of the real one (./pytest.py shadowing pytest), nor leave
 # bytecode behind in the copy.
 CHECK_ENV = {"PYTHONSAFEPATH": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def resume_at_of(exc: BaseException) -> str | None:
+    """When a usage-limited provider said its limit resets, as an ISO time (else None)."""
+    resets_at = getattr(exc, "resets_at", None)
+    if not isinstance(resets_at, (int, float)) or isinstance(resets_at, bool) or not math.isfinite(resets_at):
+        return None
+    try:
+        return datetime.fromtimestamp(resets_at, timezone.utc).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _usage(reply_usage, seconds: float) -> ev.TurnUsage:
@@ -88,6 +101,12 @@ class LeadActor(pykka.ThreadingActor):
     def _run(self, msg: RunTurn) -> None:
         self.current = msg.turn
         started = time.monotonic()
+        # A turn may not outlast the goal's time budget: the brain's own timeout is cut to
+        # what is left of it, and a turn stopped there is reported as such (not retried).
+        timeout = self.timeout
+        by_budget = msg.time_left is not None and (timeout is None or msg.time_left < timeout)
+        if by_budget:
+            timeout = max(msg.time_left, 0.05)
         try:
             if self.brain is None:
                 self.brain = resolve(self.spec, self.config)
@@ -100,7 +119,7 @@ class LeadActor(pykka.ThreadingActor):
                 turn=msg.turn,
                 prompt=msg.prompt,
                 workdir=self.workspace,
-                timeout=self.timeout,
+                timeout=timeout,
                 history=msg.history if wants_history else (),
                 resume_ref=msg.resume_ref,
                 cancel=msg.cancel,
@@ -116,7 +135,13 @@ class LeadActor(pykka.ThreadingActor):
         except (BrainError, ConfigError) as exc:
             if msg.cancel.is_set():
                 return  # we were told to stop; nothing to report
-            self.supervisor.tell(Deliver(ev.TurnFailed(turn=msg.turn, error=str(exc), kind=turn_failure_kind(exc))))
+            elapsed = time.monotonic() - started
+            if by_budget and elapsed >= timeout:
+                failed = ev.TurnFailed(turn=msg.turn, error=f"stopped after {elapsed:.1f}s: the time budget ran out",
+                                       kind="time_budget", seconds=elapsed)
+            else:
+                failed = ev.TurnFailed(turn=msg.turn, error=str(exc), kind=turn_failure_kind(exc), resume_at=resume_at_of(exc))
+            self.supervisor.tell(Deliver(failed))
             return
         seconds = time.monotonic() - started
         if msg.cancel.is_set():
@@ -330,7 +355,9 @@ class RoundActor(pykka.ThreadingActor):
         if result is None:
             return  # cancelled
         if not result.get("ok"):
-            self._failed(e.turn, result.get("error", "verifier failed"), result.get("kind", "error"))
+            resets = result.get("resets_at")
+            resume_at = resume_at_of(_Reset(resets)) if resets is not None else None
+            self._failed(e.turn, str(result.get("error", "verifier failed")), str(result.get("kind", "error")), resume_at)
             return
         usage = _usage_from(result.get("usage") or {}, time.monotonic() - started)
         facts = self._round_facts if checks is not None else {}
@@ -353,9 +380,9 @@ class RoundActor(pykka.ThreadingActor):
         self._finished(e, text=None, checks={}, usage=ev.TurnUsage(seconds=time.monotonic() - started), pid=None,
                        protected=protected, refused=refused, snapshot=snapshot)
 
-    def _failed(self, turn: int, error: str, kind: str) -> None:
+    def _failed(self, turn: int, error: str, kind: str, resume_at: str | None = None) -> None:
         if not self.cancel.is_set():  # a stopped round has nothing to report
-            self.supervisor.tell(Deliver(ev.TurnFailed(turn=turn, error=error, kind=kind)))
+            self.supervisor.tell(Deliver(ev.TurnFailed(turn=turn, error=error, kind=kind, resume_at=resume_at)))
 
     def _spawn(self, work: str, env: dict[str, str]) -> None:
         try:
@@ -439,6 +466,11 @@ class RoundActor(pykka.ThreadingActor):
 
 class _HostGone(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class _Reset:
+    resets_at: Any
 
 
 def _kill(proc: subprocess.Popen) -> None:

@@ -138,6 +138,20 @@ class GoalSupervisor(pykka.ThreadingActor):
         except Refused as exc:
             _answer(msg.reply, False, (exc.code, exc.message))
             return
+        except Exception as exc:  # a bug met this event: it must not take the goal's supervisor down
+            what = type(msg.event).__name__
+            log.exception("goal %s: handling %s failed", self.goal_id, what)
+            error = f"{type(exc).__name__} while handling {what}: {exc}"
+            if type(msg.event) in phases.OPERATOR_EVENTS:
+                # The operator's request changed nothing (step is pure): say so, and let the
+                # goal go on as it was.
+                _answer(msg.reply, False, ("error", f"internal error: {error}; the goal is unchanged (see the supervisor log)"))
+                return
+            # A turn's result or a timer that cannot be applied would leave the goal waiting
+            # for something that already happened: block it with the error instead. If even
+            # that fails, the actor crashes and supervision takes over (crash_loop).
+            t = phases.step(self.state, ev.Fault(reason="internal_error", error=error), now)
+            msg = Deliver(ev.Fault(reason="internal_error", error=error), reply=msg.reply)
         if msg.before_record and t.records:
             crash_point("after_reply_before_record")
         if t.records or t.state != self.state:
@@ -275,6 +289,7 @@ class GoalSupervisor(pykka.ThreadingActor):
                 history=history,
                 resume_ref=resume_ref,
                 cancel=cancel,
+                time_left=effect.time_left,
             )
         )
 

@@ -71,6 +71,8 @@ def main() -> int:
         except Exception as exc:  # a bug here is a crashed verifier, reported, not a hang
             error = str(exc) if isinstance(exc, CrewError) else f"{type(exc).__name__}: {exc}"
             result = {"ok": False, "error": error, "kind": turn_failure_kind(exc), "pid": os.getpid()}
+            if isinstance(getattr(exc, "resets_at", None), (int, float)):
+                result["resets_at"] = exc.resets_at  # a usage limit that resets at this epoch time
         out.write(json.dumps(result) + "\n")
         out.flush()
     return 0

@@ -28,6 +28,7 @@ __all__ = [
     "TurnReply",
     "TurnRequest",
     "Usage",
+    "check_runnable",
     "resolve",
     "validate_spec",
 ]
@@ -63,6 +64,23 @@ def resolve(spec: str, config: "Config | None" = None) -> Brain:
         return preset_brain(kind, rest or None, config)
     known = "exec:, scripted:, openai:, anthropic:, " + ", ".join(sorted(PRESETS))
     raise ConfigError(f"unknown brain {spec!r}; known kinds: {known}")
+
+
+def check_runnable(spec: str, config: "Config | None" = None) -> None:
+    """Refuse a spec that cannot run on this machine, with the reason (ConfigError): one
+    that does not parse, a brain the config does not name, an agent CLI that is not
+    installed (not on PATH), a scripted file that is missing. What only a turn can tell
+    (an API key the server rejects, an exec command that fails) is the turn's to report."""
+    brain = resolve(spec, config)
+    from .presets import PresetBrain, find_executable
+
+    if isinstance(brain, PresetBrain):
+        argv0 = (brain.settings.command or brain.preset.command)[0]
+        if find_executable(argv0) is None:
+            raise ConfigError(
+                f"{argv0} is not installed here (not on the supervisor's PATH); install "
+                f"{brain.preset.install} or set [presets.{brain.preset.name}] command in the config"
+            )
 
 
 def validate_spec(spec: str, config: "Config | None" = None) -> str:

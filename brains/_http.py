@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 import httpx
 
-from ..exceptions import BrainError, ConfigError
+from ..exceptions import BrainError, ConfigError, UsageLimited
 from .base import MAX_REPLY_BYTES, Message, TurnRequest, Usage
 
 __all__ = [
@@ -240,6 +240,14 @@ class Failure(Exception):
         self.error = error
         self.retry = retry
         self.retry_after = retry_after
+
+
+def _note_reset(failure: Failure) -> None:
+    """A usage limit whose response said how long to wait: the error carries when it resets,
+    so the goal can wait that long and go on by itself."""
+    error = failure.error
+    if isinstance(error, UsageLimited) and error.resets_at is None and failure.retry_after is not None:
+        error.resets_at = time.time() + failure.retry_after
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -460,6 +468,7 @@ def post(
             return _attempt(client, provider, url, headers, body, request, settings, deadline, timeout, classify, consume)
         except Failure as failure:
             last = failure
+            _note_reset(failure)
             if not failure.retry or attempt + 1 >= settings.max_attempts:
                 raise failure.error from None
             wait = settings.backoff(attempt)

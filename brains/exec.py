@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from ..exceptions import BrainConfigError, BrainCrashed, BrainError, ConfigError
+from ..goal import validate
 from .base import MAX_REPLY_BYTES, TurnReply, TurnRequest, Usage
 
 if TYPE_CHECKING:
@@ -225,10 +226,12 @@ def usage_from_file(data: dict | None) -> Usage:
 
     def count(key: str) -> int:
         value = data.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= validate.MAX_TOKENS
+        return value if ok else 0
 
-    cost = data.get("cost_usd")
-    cost = float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) and cost >= 0 else None
+    # A cost that is not a finite number (the file may say Infinity or NaN, which Python's
+    # JSON reader accepts) is unknown, not infinite: no timeline or `--json` may carry it.
+    cost = validate.finite_usage(data.get("cost_usd"), high=validate.MAX_COST_USD)
     return Usage(count("input_tokens"), count("output_tokens"), count("cached_tokens"), cost)
 
 

@@ -69,6 +69,8 @@ QUOTA_CODES = frozenset({
 })
 
 _SPEC = re.compile(r"^(?P<model>.*?)@(?P<url>https?://\S+)$")
+# After an @, what can only be an attempt at a server address (a model version is a word).
+_MEANT_AS_SERVER = re.compile(r"\s|/|:|^(https?|www\.|localhost)|\.[a-z]{2,}|^\d+\.\d+\.", re.IGNORECASE)
 
 # Base URLs whose streams have been seen to end without usage (see the module docstring).
 _NO_STREAM_USAGE: set[str] = set()
@@ -112,7 +114,17 @@ class OpenAIBrain:
         """`MODEL` or `MODEL@BASE_URL` (the part after "openai:")."""
         rest = (rest or "").strip()
         match = _SPEC.match(rest)
+        if match is None and "@" in rest and _MEANT_AS_SERVER.search(rest.rpartition("@")[2]):
+            # What follows @ was meant as the server but is no URL: quietly calling the
+            # public API with "MODEL@garbage" as the model would send the prompt elsewhere
+            # than intended. (A model id may hold an @, e.g. claude-3@20240229.)
+            raise ConfigError(
+                f"openai:{rest}: {rest.rpartition('@')[2]!r} after @ is not a base URL; use "
+                "openai:MODEL@http://HOST:PORT/v1 (or https://...)"
+            )
         model, url = (match["model"], match["url"]) if match else (rest, None)
+        if any(ch.isspace() for ch in model):
+            raise ConfigError(f"openai:{rest}: a model name has no spaces")
         return cls(model, url, config=config)
 
     @property

@@ -308,9 +308,19 @@ def _claude_usage(data: dict) -> Usage:
     return Usage(input_tokens=fresh + created + read, output_tokens=out, cached_tokens=read, cost_usd=cost)
 
 
+# Claude Code's answer when the account's usage limit is reached: "Claude AI usage limit
+# reached|1767225600" (the epoch second it resets), in `result` with is_error true.
+_CLAUDE_LIMIT = re.compile(r"usage limit reached\|(\d{9,11})\b", re.IGNORECASE)
+
+
 def _claude_error(data: dict) -> BrainError | None:
     if data.get("is_error") is True or (data.get("type") == "result" and data.get("subtype") not in (None, "success")):
-        said = data.get("result") or data.get("subtype") or "an error"
+        said = str(data.get("result") or data.get("subtype") or "an error")
+        limit = _CLAUDE_LIMIT.search(said)
+        if limit:
+            return UsageLimited(f"claude: usage limit reached (resets at epoch {limit.group(1)})", resets_at=float(limit.group(1)))
+        if "usage limit" in said.lower() or "rate limit" in said.lower():
+            return UsageLimited(f"claude reported: {_one_line(said)}")
         return BrainError(f"claude reported an error: {_one_line(said)}")
     return None
 

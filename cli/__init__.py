@@ -6,6 +6,7 @@ Every deliberate error becomes one line on stderr and the exit code its class na
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -41,6 +42,7 @@ def cli(ctx: click.Context, home: str | None) -> None:
 
 def _register() -> None:
     from .brains import brains_group
+    from .config import config_group
     from .demo import demo_command
     from .goal import goal_group
     from .keys import keys_group
@@ -53,10 +55,15 @@ def _register() -> None:
 
     goal_group.add_command(pr_command)
     for command in (
-        brains_group, demo_command, goal_group, keys_group, memory_group, run_command, skills_group, status_command,
+        brains_group, config_group, demo_command, goal_group, keys_group, memory_group, run_command, skills_group, status_command,
         templates_group, worker_command,
     ):
         cli.add_command(command)
+
+
+def _one_line(text: str) -> str:
+    # A message may quote the operator's input, undecodable bytes included: print them escaped.
+    return " ".join(text.encode("utf-8", "backslashreplace").decode("utf-8").split())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,14 +73,24 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("crewctl: aborted", err=True)
         sys.exit(1)
-    except click.ClickException as exc:  # usage errors: click's own message, exit 2
-        exc.show()
+    except click.UsageError as exc:  # one line, as for every other bad input; exit 2
+        where = exc.ctx.command_path if exc.ctx is not None else "crewctl"
+        click.echo(f"Error: {_one_line(exc.format_message())} (see `{where} --help`)", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"Error: {_one_line(exc.format_message())}", err=True)
         sys.exit(exc.exit_code)
     except CrewError as exc:
-        click.echo(f"crewctl: {exc.message}", err=True)
+        click.echo(f"crewctl: {_one_line(exc.message)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
     except BrokenPipeError:  # `crewctl goal events ID | head`
         sys.exit(0)
+    except Exception as exc:  # a bug: still one line (CREWCTL_DEBUG=1 shows the traceback)
+        if os.environ.get("CREWCTL_DEBUG"):
+            raise
+        click.echo(f"crewctl: internal error: {type(exc).__name__}: {_one_line(str(exc))[:500]} "
+                   "(set CREWCTL_DEBUG=1 for the traceback, and please report it)", err=True)
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

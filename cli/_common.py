@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from typing import Any
@@ -11,7 +12,7 @@ import click
 
 from ..store import Store, default_home, open_store
 
-__all__ = ["echo_json", "home_option", "db_option", "json_option", "resolve_home", "read_store", "format_event"]
+__all__ = ["echo_json", "json_line", "home_option", "db_option", "json_option", "resolve_home", "read_store", "format_event"]
 
 
 def resolve_home(ctx: click.Context | None = None) -> str:
@@ -50,7 +51,31 @@ home_option = click.option(
 
 
 def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    """JSON on stdout, always valid: non-finite numbers are refused where they enter, and
+    any that a store written by an older crewctl still holds print as null."""
+    try:
+        text = json.dumps(data, indent=2, default=str, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(data), indent=2, default=str, allow_nan=False)
+    click.echo(text)
+
+
+def json_line(data: Any) -> str:
+    """One compact JSON line (`events --follow --json`), valid like echo_json's."""
+    try:
+        return json.dumps(data, default=str, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(data), default=str, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _short(text: Any, n: int = 100) -> str:
@@ -105,9 +130,13 @@ _DETAIL = {
     "steer_delivered": lambda p: f"#{p.get('steer')} in turn {p.get('turn')}",
     "criteria_updated": lambda p: f"revision {p.get('revision')}: {len(p.get('criteria', []))} criteria",
     "paused": lambda p: f"was {p.get('resume_to')}",
-    "resumed": lambda p: f"{p.get('was')} -> {p.get('status')}",
+    "resumed": lambda p: f"{p.get('was')} -> {p.get('status')}" + (" (by itself: the usage limit reset)" if p.get("automatic") else ""),
     "cancelled": lambda p: f"was {p.get('was')}",
-    "blocked": lambda p: f"{p.get('reason')}: {_short(p.get('detail') or p.get('error') or '', 90)}",
+    "blocked": lambda p: f"{p.get('reason')}: {_short(p.get('detail') or p.get('error') or '', 90)}"
+    + (f" (resumes by itself at {p['resume_at']})" if p.get("resume_at") else ""),
+    "clarify_closed": lambda p: f"round {p.get('seq')}: {p.get('reason')}",
+    "markers_capped": lambda p: f"{p.get('role')}: {p.get('recorded')} marker records kept; "
+    f"{p.get('ignored', 0)} more ignored and {p.get('invalid', 0)} more invalid only counted",
     "budget_limited": lambda p: f"{p.get('budget')} budget spent",
     "budget_raised": lambda p: ", ".join(f"{k}={v}" for k, v in (p.get("budget") or {}).items() if v is not None),
     "wind_down": lambda p: _short(p.get("report", ""), 100),

@@ -12,14 +12,16 @@ from typing import Any
 
 import click
 
+from ..config import config_path
 from ..exceptions import UsageError
 from ..goal import protect as protection
 from ..goal.criteria import check_command_problem, parse_criteria, parse_criteria_json
+from ..goal import validate
 from ..goal.model import TERMINAL
 from ..goal.reflect import outputs_settled
 from ..goal.views import goal_view
 from ..transport import control
-from ._common import db_option, echo_json, format_event, json_option, read_store, resolve_home
+from ._common import db_option, echo_json, format_event, json_line, json_option, read_store, resolve_home
 
 __all__ = ["goal_group"]
 
@@ -65,7 +67,9 @@ def _pair_criteria(order: list[str], texts: tuple[str, ...], checks: tuple[str, 
 
 
 def _call(op: str, args: dict[str, Any]) -> Any:
-    return control.call(resolve_home(), op, args)
+    # The same checks the supervisor makes, before anything is encoded or sent: a value the
+    # wire cannot carry (10**30, a lone surrogate) is a usage error here, not a traceback.
+    return control.call(resolve_home(), op, validate.request(op, args))
 
 
 def _print_goal(view: dict[str, Any], as_json: bool) -> None:
@@ -106,13 +110,16 @@ def _render_goal(g: dict[str, Any]) -> str:
             holder = f" on {s['holder']}" if s.get("holder") else ""
             approval = " (needs approval)" if s["needs_approval"] and not s["approved"] and s["status"] == "pending" else ""
             lines.append(f"    [{s['status']:<11}] {s['id']}: {s['title']}{holder}{approval}")
-    u, b = g["usage"], g["budget"]
+    u = g["usage"]
     spend = f"{u['input_tokens']} in / {u['output_tokens']} out tokens, {u['seconds']:.1f}s"
     if u.get("cost_usd"):
         spend += f", ${u['cost_usd']:.4f}"
-    limits = [f"{b['tokens']} tokens" if b.get("tokens") else None, f"{b['seconds']:g}s" if b.get("seconds") else None, f"${b['cost_usd']:g}" if b.get("cost_usd") else None]
-    limits = [x for x in limits if x]
-    lines.append(f"  spend:     {spend}" + (f"  (budget: {', '.join(limits)})" if limits else ""))
+    lines.append(f"  spend:     {spend}")
+    for line in _budget_lines(g.get("budget_left") or {}):
+        lines.append(f"  budget:    {line}")
+    if g.get("resume_at"):
+        lines.append(f"  resumes:   by itself at {g['resume_at']} (the provider's usage limit resets then); "
+                     f"`crewctl goal resume {g['id']}` goes on now")
     lines.extend(_render_protect(g.get("protect") or {}))
     if g.get("pending_steers"):
         lines.append(f"  steers:    {g['pending_steers']} waiting for the lead's next turn")
@@ -163,6 +170,17 @@ def _unmatched(workspace: str, globs: tuple[str, ...]) -> list[str]:
     except (SnapshotError, OSError):
         return []  # the supervisor says so when it records the baseline
     return [g for g in globs if not any(protection.matches(g, f) for f in listing.files)]
+
+_BUDGET_FORMAT = {"tokens": "{} tokens".format, "seconds": "{:.1f}s".format, "cost_usd": "${:.4f}".format}
+
+
+def _budget_lines(report: dict[str, Any]) -> list[str]:
+    """One line per budget that is set: spent of the limit, the percent, what is left."""
+    out = []
+    for name, r in report.items():
+        show = _BUDGET_FORMAT[name]
+        out.append(f"{show(r['spent'])} of {show(r['limit'])} spent ({r['percent']:g}%), {show(r['left'])} left")
+    return out
 
 
 def _render_outputs(g: dict[str, Any]) -> list[str]:
@@ -260,6 +278,8 @@ def goal_new(objective, criterion, check, workspace, lead, worker, verifier, tok
         "replan_budget": replan_budget,
         "protect": list(protect) or None,
         "no_protect": True if no_protect else None,
+        # The supervisor reads the config; it checks that it is the file this CLI reads.
+        "config_path": config_path(),
         "reflector": reflector,
     }
     if template:
@@ -302,7 +322,7 @@ def goal_list(db, as_json):
 def goal_show(goal_id, db, as_json):
     """Show a goal: status, criteria with evidence, steps, spend against budget."""
     store = read_store(db)
-    state, _ = store.load_goal(store.resolve_id(goal_id))
+    state, _ = store.load_goal(store.resolve_id(validate.goal_id(goal_id)))
     _print_goal(goal_view(state), as_json)
 
 
@@ -315,7 +335,7 @@ def goal_show(goal_id, db, as_json):
 def goal_events(goal_id, follow, after, db, as_json):
     """Print a goal's timeline (with --json: a JSON array; with --follow --json: one JSON object per line)."""
     store = read_store(db)
-    gid = store.resolve_id(goal_id)
+    gid = store.resolve_id(validate.goal_id(goal_id))
     last = after
     if not follow:
         events = store.events(gid, after=last)
@@ -325,11 +345,10 @@ def goal_events(goal_id, follow, after, db, as_json):
             for e in events:
                 click.echo(format_event(e))
         return
-    import json
 
     while True:
         for e in store.events(gid, after=last):
-            click.echo(json.dumps(e, default=str) if as_json else format_event(e))
+            click.echo(json_line(e) if as_json else format_event(e))
             last = e["seq"]
         state, _ = store.load_goal(gid)
         # A done goal's timeline ends with its reflection (and its PR envelope, if still being made).
@@ -426,7 +445,23 @@ def goal_budget(goal_id, tokens, seconds, cost, as_json):
     if tokens is None and seconds is None and cost is None:
         raise UsageError("give at least one of --tokens, --seconds, --cost")
     args = {"id": goal_id, "tokens": tokens, "seconds": seconds, "cost": cost}
-    _print_goal(_call("goal.budget", {k: v for k, v in args.items() if v is not None}), as_json)
+    view = _call("goal.budget", {k: v for k, v in args.items() if v is not None})
+    _print_goal(view, as_json)
+    # A raise that leaves a budget at or below what is spent changes the limit but not the
+    # goal's fate: say so, with the figure to beat (on stderr: --json output stays JSON).
+    for name, r in (view.get("budget_left") or {}).items():
+        if r["left"] <= 0:
+            flag = _BUDGET_FLAG[name]
+            show = _BUDGET_FORMAT[name]
+            state = "stays budget_limited" if view["status"] == "budget_limited" else "stops at its next turn"
+            click.echo(
+                f"crewctl: the {name.replace('_usd', '')} budget of {show(r['limit'])} is still not more than what is "
+                f"spent ({show(r['spent'])}): the goal {state}; give {flag} more than that",
+                err=True,
+            )
+
+
+_BUDGET_FLAG = {"tokens": "--tokens", "seconds": "--seconds", "cost_usd": "--cost"}
 
 
 @goal_group.command("protect")

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from ..goal import validate
 from ..transport import control
 from ._common import db_option, echo_json, json_option, resolve_home
 
@@ -52,11 +53,19 @@ def run_command(listen, control_endpoint, local_workers, db, grace, turn_timeout
     """
     from ..actors.daemon import DaemonOptions, run_daemon
 
+    validate.endpoint(listen, "--listen", bind=True)
+    for flag, value in (("--grace", grace), ("--turn-timeout", turn_timeout), ("--heartbeat", heartbeat)):
+        if value is not None and value != 0:
+            validate.number(value, flag, high=validate.MAX_SECONDS)
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    # pykka logs, at INFO and with a traceback, every exception an actor hands back to the
+    # caller that asked; those are answers (told to the operator in one line), not crashes.
+    # A crash is still logged, at ERROR.
+    logging.getLogger("pykka").setLevel(logging.WARNING)
     code = run_daemon(
         DaemonOptions(
             home=resolve_home(),
@@ -84,6 +93,8 @@ def status_command(as_json):
     d = status["daemon"]
     click.echo(f"supervisor pid {d['pid']}  home {d['home']}")
     click.echo(f"  store:    {d['db']}")
+    if d.get("config"):
+        click.echo(f"  config:   {d['config']}")
     click.echo(f"  control:  {d['control']}")
     click.echo(f"  agents:   {d['listen']}")
     click.echo(f"  goals:    {d['goals']} live")

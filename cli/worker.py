@@ -68,6 +68,11 @@ def worker_command(endpoint, name, lanes, spec, concurrency, key_file, server_ke
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    from ..goal import validate
+
+    if endpoint is not None:
+        endpoint = validate.endpoint(endpoint, "--connect", bind=False)
+    validate.number(heartbeat, "--heartbeat", high=validate.MAX_SECONDS)
     home = resolve_home()
     config = load_config()
     if spec:
@@ -81,7 +86,8 @@ def worker_command(endpoint, name, lanes, spec, concurrency, key_file, server_ke
     if len(lane_list) > protocol.MAX_LANES:
         raise UsageError(f"at most {protocol.MAX_LANES} lanes")
     settings = HostSettings(endpoint="", name=name or "", lanes=tuple(lane_list), concurrency=concurrency, spec=spec,
-                            workdir=os.path.abspath(workdir), heartbeat=heartbeat, config=config)
+                            workdir=os.path.abspath(workdir), heartbeat=heartbeat, config=config,
+                            stop_when_refused=True)  # a refused key is the operator's to fix: say so and stop
     if not protocol.NAME_RE.match(settings.name) or len(settings.name) > protocol.MAX_NAME:
         raise UsageError(f"a host name is letters, digits and . _ @ : + - (at most {protocol.MAX_NAME}), not {settings.name!r}")
     from ..sandbox import Sandbox

@@ -48,6 +48,7 @@ class RunLeadTurn:
     prompt: str
     new_session: bool = False
     rerun: bool = False  # same turn number and prompt as an earlier, unrecorded run
+    time_left: float | None = None  # seconds left of the time budget: the turn may run no longer
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ __all__ = [
     "EnvelopeBuilt",
     "Event",
     "Fail",
+    "Fault",
     "Pause",
     "RaiseBudget",
     "Recover",
@@ -160,7 +161,11 @@ class RoundFinished:
 class TurnFailed:
     turn: int
     error: str
-    kind: str = "error"  # "error" (retry), "config" (never works), "usage_limited", "crashed"
+    # "error" (retry), "config" (never works), "usage_limited", "crashed", or "time_budget"
+    # (the turn was stopped because the goal's time budget ran out while it ran)
+    kind: str = "error"
+    resume_at: str | None = None  # usage_limited: when the provider says the limit resets (ISO)
+    seconds: float = 0.0  # time_budget: how long the stopped turn ran
 
 
 @dataclass(frozen=True)
@@ -235,6 +240,16 @@ class BaselineTaken:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class Fault:
+    """The supervisor could not handle this goal: a bug met one of its events
+    (`internal_error`), or its supervisor kept crashing (`crash_loop`). The goal blocks
+    with the error, so the operator sees why and nothing else is touched."""
+
+    reason: str  # "internal_error" or "crash_loop"
+    error: str
+
+
 # -- durable outputs ------------------------------------------------------------------------
 
 
@@ -296,6 +311,7 @@ Event = (
     | Unsandboxed
     | Fail
     | BaselineTaken
+    | Fault
     | EnvelopeBuilt
     | ReflectionStarted
     | ReflectionFinished

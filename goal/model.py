@@ -125,7 +125,7 @@ class Steer:
 class Report:
     """Something that happened while the lead was not looking, for its next turn."""
 
-    kind: str  # "step_completed", "step_failed", "step_rejected", "criteria_updated", "stale_round"
+    kind: str  # "step_completed", "step_failed", "step_rejected", "criteria_updated", "stale_round", "clarify_closed"
     text: str
     step: str | None = None
 
@@ -140,6 +140,7 @@ class InFlight:
     round: int | None = None
     prompt: str = ""  # a lead turn's prompt, kept so a rerun asks exactly the same thing
     interrupted: bool = False  # paused, cancelled or crashed: rerun it on resume/recovery
+    revision: int | None = None  # the goal's revision when the prompt was built (a lead turn)
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,8 @@ class GoalState:
     retry_at: str | None = None
     errors_in_row: int = 0
     last_error: str | None = None
+    resume_at: str | None = None  # blocked on a provider's usage limit: resumes by itself then
+    usage_waits: int = 0  # such waits in a row (a turn that succeeds ends the row)
 
     round: int = 0
     round_revision: int | None = None

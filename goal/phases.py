@@ -24,7 +24,7 @@ from typing import Any, Callable
 from ..exceptions import Refused
 from . import envelope, reflect
 from . import events as ev
-from . import markers, prompts
+from . import markers, prompts, validate
 from . import protect as protection
 from .effects import (
     BuildEnvelope,
@@ -42,6 +42,7 @@ from .effects import (
     WakeAt,
 )
 from .model import (
+    HOLDS,
     TERMINAL,
     Budget,
     ClarifyRound,
@@ -57,7 +58,7 @@ from .model import (
     Step,
 )
 
-__all__ = ["GoalSettings", "new_goal", "step", "spent", "LEAD_KINDS"]
+__all__ = ["GoalSettings", "new_goal", "new_run", "step", "spent", "LEAD_KINDS"]
 
 LEAD_KINDS = frozenset({"clarify", "lock", "plan", "ready", "blocked"})
 # Where each lead marker may act. PLAN is also allowed in scoping next to a LOCK.
@@ -70,6 +71,9 @@ _LEAD_STATUSES = {
 }
 MAX_TURN_RETRIES = 3  # failed turns in a row before the goal blocks with the error
 MAX_USAGE_LIMITED = 5  # provider usage-limit errors in a row before `usage_limited`
+MAX_USAGE_WAITS = 5  # waits for a provider's announced reset, in a row, before a person decides
+MAX_USAGE_WAIT = 7 * 24 * 3600.0  # a reset further away than this is left to the operator
+MAX_MARKER_RECORDS = 20  # marker_ignored/marker_invalid records one reply may write; the rest are counted
 RESTART_INTENSITY = 3  # actor restarts ...
 RESTART_WINDOW = 60.0  # ... within this many seconds, then `crash_loop`
 NO_PROGRESS_ROUNDS = 3
@@ -120,6 +124,9 @@ class _T:
         self.now = now
         self.records: list[Record] = []
         self.effects: list[Any] = []
+        self.marks = 0  # marker records written by this transition
+        self.unrecorded: dict[str, int] = {}  # ... and those only counted, by type
+        self.mark_role: str | None = None  # whose reply they came from
 
     def set(self, **changes: Any) -> None:
         self.state = replace(self.state, **changes)
@@ -130,7 +137,26 @@ class _T:
     def do(self, effect: Any) -> None:
         self.effects.append(effect)
 
+    def mark(self, type_: str, **payload: Any) -> None:
+        """A marker_ignored or marker_invalid record, at most MAX_MARKER_RECORDS per reply:
+        a reply of 200,000 stray blocks writes twenty records and one count, not 200,000."""
+        if self.marks < MAX_MARKER_RECORDS:
+            self.marks += 1
+            self.emit(type_, **payload)
+            self.mark_role = payload.get("role")
+        else:
+            self.unrecorded[type_] = self.unrecorded.get(type_, 0) + 1
+
     def done(self) -> Transition:
+        if self.unrecorded:
+            self.emit(
+                "markers_capped",
+                role=self.mark_role,
+                recorded=self.marks,
+                ignored=self.unrecorded.get("marker_ignored", 0),
+                invalid=self.unrecorded.get("marker_invalid", 0),
+            )
+            self.unrecorded = {}
         return Transition(self.state, tuple(self.records), tuple(self.effects))
 
 
@@ -236,17 +262,29 @@ def _lead_turn(t: _T, kind: str, *, automatic: bool) -> None:
     prompt = prompts.lead_prompt(s, kind)
     t.set(
         turn=turn,
-        in_flight=InFlight(turn=turn, role="lead", kind=kind, prompt=prompt),
+        in_flight=InFlight(turn=turn, role="lead", kind=kind, prompt=prompt, revision=s.revision),
         steers=s.steers[len(delivered) :],
         reports=(),
         notes=None if kind == "rework" else s.notes,
         run_turns=s.run_turns + (1 if automatic else 0),
         retry_at=None,
     )
-    t.emit("turn_started", turn=turn, role="lead", kind=kind, prompt_bytes=len(prompt.encode()))
+    t.emit("turn_started", turn=turn, role="lead", kind=kind, prompt_bytes=_bytes(prompt))
     for steer in delivered:
         t.emit("steer_delivered", steer=steer.id, turn=turn)
-    t.do(RunLeadTurn(turn=turn, kind=kind, prompt=prompt))
+    t.do(RunLeadTurn(turn=turn, kind=kind, prompt=prompt, time_left=_time_left(t.state, kind)))
+
+
+def _bytes(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _time_left(s: GoalState, kind: str) -> float | None:
+    """How long a lead turn may run: what is left of the time budget. The wind-down turn
+    is the one turn past a spent budget; it is bounded only by the turn timeout."""
+    if s.budget.seconds is None or kind == "wind_down":
+        return None
+    return max(s.budget.seconds - s.spend.seconds, 0.0)
 
 
 def _continue(t: _T) -> None:
@@ -274,13 +312,13 @@ def _on_turn_finished(t: _T, e: ev.TurnFinished) -> None:
     if s.status not in ("scoping", "running", "awaiting_signoff", "budget_limited"):
         return
     _account(t, e.usage)
-    t.emit("turn_finished", turn=e.turn, role="lead", kind=f.kind, usage=_usage_dict(e.usage), reply_bytes=len(e.text.encode()))
-    t.set(in_flight=None, errors_in_row=0, last_error=None, retry_at=None)
+    t.emit("turn_finished", turn=e.turn, role="lead", kind=f.kind, usage=_usage_dict(e.usage), reply_bytes=_bytes(e.text))
+    t.set(in_flight=None, errors_in_row=0, last_error=None, retry_at=None, usage_waits=0)
     extraction = markers.extract(e.text)
 
     if f.kind == "wind_down":
         for m in extraction.markers:
-            t.emit("marker_ignored", kind=m.kind, line=m.line, role="lead", reason="wind-down turn")
+            t.mark("marker_ignored", kind=m.kind, line=m.line, role="lead", reason="wind-down turn")
         t.emit("wind_down", turn=e.turn, report=markers.collapse(extraction.text, 4000))
         return
 
@@ -301,20 +339,20 @@ def _on_turn_finished(t: _T, e: ev.TurnFinished) -> None:
     for m in extraction.markers:
         why = allowed(m.kind)
         if why:
-            t.emit("marker_ignored", kind=m.kind, line=m.line, role="lead", reason=why)
+            t.mark("marker_ignored", kind=m.kind, line=m.line, role="lead", reason=why)
         else:
             live.append(m)
     bad: list[markers.MarkerError] = []
     for err in extraction.errors:
         why = allowed(err.kind)
         if why:
-            t.emit("marker_ignored", kind=err.kind, line=err.line, role="lead", reason=why)
+            t.mark("marker_ignored", kind=err.kind, line=err.line, role="lead", reason=why)
         else:
             bad.append(err)
 
     if bad:
         for err in bad:
-            t.emit("marker_invalid", kind=err.kind, line=err.line, role="lead", reason=err.reason)
+            t.mark("marker_invalid", kind=err.kind, line=err.line, role="lead", reason=err.reason)
         if t.state.lead_corrections < 1:
             t.set(lead_corrections=1)
             _corrective_lead_turn(t, [(err.kind, err.line, err.reason) for err in bad])
@@ -336,7 +374,7 @@ def _on_turn_finished(t: _T, e: ev.TurnFinished) -> None:
     def ignore_rest(chosen: list[markers.Marker], reason: str) -> None:
         for m in live:
             if all(m is not c for c in chosen):
-                t.emit("marker_ignored", kind=m.kind, line=m.line, role="lead", reason=reason)
+                t.mark("marker_ignored", kind=m.kind, line=m.line, role="lead", reason=reason)
 
     if blocked := first("blocked"):
         ignore_rest([blocked], "superseded by BLOCKED in the same reply")
@@ -354,14 +392,14 @@ def _on_turn_finished(t: _T, e: ev.TurnFinished) -> None:
     chosen = [m for m in (lock, plan, ready) if m is not None]
     duplicates = [m for m in live if all(m is not c for c in chosen)]
     for m in duplicates:
-        t.emit("marker_ignored", kind=m.kind, line=m.line, role="lead", reason=f"only the first {m.kind.upper()} counts")
+        t.mark("marker_ignored", kind=m.kind, line=m.line, role="lead", reason=f"only the first {m.kind.upper()} counts")
     if lock:
         criteria = tuple(
             Criterion(id=c["id"], text=c["text"], verify=c["verify"]) for c in lock.payload["criteria"]
         )
         _lock(t, criteria, statement=lock.payload.get("statement"), by="lead")
     if ready and (lock or plan):
-        t.emit(
+        t.mark(
             "marker_ignored",
             kind="ready",
             line=ready.line,
@@ -386,10 +424,14 @@ def _corrective_lead_turn(t: _T, errors: list[tuple[str, int, str]]) -> None:
         _budget_limited(t, which)
         return
     turn = s.turn + 1
-    prompt = prompts.corrective_lead_prompt(s, errors)
-    t.set(turn=turn, in_flight=InFlight(turn=turn, role="lead", kind="corrective", prompt=prompt), run_turns=s.run_turns + 1)
-    t.emit("turn_started", turn=turn, role="lead", kind="corrective", prompt_bytes=len(prompt.encode()))
-    t.do(RunLeadTurn(turn=turn, kind="corrective", prompt=prompt))
+    prompt = prompts.corrective_lead_prompt(s, errors[:MAX_MARKER_RECORDS])
+    t.set(
+        turn=turn,
+        in_flight=InFlight(turn=turn, role="lead", kind="corrective", prompt=prompt, revision=s.revision),
+        run_turns=s.run_turns + 1,
+    )
+    t.emit("turn_started", turn=turn, role="lead", kind="corrective", prompt_bytes=_bytes(prompt))
+    t.do(RunLeadTurn(turn=turn, kind="corrective", prompt=prompt, time_left=_time_left(t.state, "corrective")))
 
 
 # -- scoping --------------------------------------------------------------------------------
@@ -508,8 +550,15 @@ def _dispatching(s: GoalState) -> bool:
 
 
 def _dispatch_runnable(t: _T) -> None:
-    """Queue every pending step of the current plan; steps needing approval wait for it."""
+    """Queue every pending step of the current plan; steps needing approval wait for it.
+
+    A spent budget queues nothing: the steps stay pending and the goal winds down; a raise
+    dispatches them."""
     s = t.state
+    if s.status in ("running", "awaiting_approval", "scoping") and (which := spent(s)):
+        if any(st.plan == s.plan and st.status == "pending" for st in s.steps):
+            _budget_limited(t, which)
+            return
     waiting = False
     steps = list(s.steps)
     for i, st in enumerate(steps):
@@ -569,7 +618,7 @@ def _on_step_finished(t: _T, e: ev.StepFinished) -> None:
     result = e.text[: prompts.REPORT_CAP]  # quoted whenever it reaches a prompt
     ignored = markers.extract(e.text).markers
     for m in ignored:
-        t.emit("marker_ignored", kind=m.kind, line=m.line, role="worker", reason="workers move nothing")
+        t.mark("marker_ignored", kind=m.kind, line=m.line, role="worker", reason="workers move nothing")
     _replace_step(t, replace(st, status="completed", holder=e.host, result=result))
     t.emit(
         "step_finished",
@@ -594,6 +643,12 @@ def _on_step_failed(t: _T, e: ev.StepFailed) -> None:
     error = markers.collapse(e.error, 1000)
     if attempts < t.state.step_attempts and t.state.status not in ("paused",):
         t.emit("step_retry", step=e.step, task=e.task, host=e.host, attempt=attempts, error=error, lost=e.lost)
+        if which := spent(t.state):
+            # No new worker turn on a spent budget: the step waits, pending, for a raise.
+            _replace_step(t, replace(st, status="pending", attempts=attempts, task=None, holder=None))
+            if t.state.status in ("running", "awaiting_approval"):
+                _budget_limited(t, which)
+            return
         delay = min(2.0**attempts, 60.0)
         _replace_step(t, _dispatch(t, replace(st, attempts=attempts), delay=delay))
         return
@@ -669,6 +724,11 @@ def _ready(t: _T, payload: dict) -> None:
 
 def _start_round(t: _T, turn: int, *, rerun: bool) -> None:
     s = t.state
+    if which := spent(s):
+        # No turn starts on a spent budget, a verifier's included: the round waits (status
+        # verifying is where the goal resumes) and the lead winds down.
+        _budget_limited(t, which)
+        return
     checks = tuple((c.id, c.check) for c in s.criteria if c.check is not None)
     model_needed = any(c.check is None for c in s.criteria)
     t.set(turn=max(s.turn, turn), in_flight=InFlight(turn=turn, role="verifier", kind="verify", round=s.round))
@@ -701,7 +761,7 @@ def _on_round_finished(t: _T, e: ev.RoundFinished) -> None:
         return  # a verdict for another round, or from a verifier we stopped, moves nothing
     _account(t, e.usage)
     t.emit("turn_finished", turn=e.turn, role="verifier", round=e.round, usage=_usage_dict(e.usage), host_pid=e.host_pid)
-    t.set(in_flight=None, errors_in_row=0, last_error=None, retry_at=None)
+    t.set(in_flight=None, errors_in_row=0, last_error=None, retry_at=None, usage_waits=0)
     checks = e.checks if e.checks is not None else (s.round_checks or {})
     t.set(round_checks=dict(checks))
     if _held_before_checks(t, e):
@@ -712,16 +772,18 @@ def _on_round_finished(t: _T, e: ev.RoundFinished) -> None:
         extraction = markers.extract(e.text)
         for m in extraction.markers:
             if m.kind != "verify":
-                t.emit("marker_ignored", kind=m.kind, line=m.line, role="verifier", reason=f"the verifier may not send {m.kind.upper()}")
+                t.mark("marker_ignored", kind=m.kind, line=m.line, role="verifier", reason=f"the verifier may not send {m.kind.upper()}")
         foreign_errors = [x for x in extraction.errors if x.kind != "verify"]
         for x in foreign_errors:
-            t.emit("marker_ignored", kind=x.kind, line=x.line, role="verifier", reason=f"the verifier may not send {x.kind.upper()}")
+            t.mark("marker_ignored", kind=x.kind, line=x.line, role="verifier", reason=f"the verifier may not send {x.kind.upper()}")
         verifies = [m for m in extraction.markers if m.kind == "verify"]
         verify_errors = [x for x in extraction.errors if x.kind == "verify"]
         blocks = len(verifies) + len(verify_errors)
         if blocks > 1:
             # Protocol error, never a pass: every criterion the model judges fails this round.
-            t.emit("marker_invalid", kind="verify", line=(verifies or verify_errors)[1].line, role="verifier",
+            # Valid and malformed blocks alike count; the record points at the second one.
+            second = sorted([m.line for m in verifies] + [x.line for x in verify_errors])[1]
+            t.mark("marker_invalid", kind="verify", line=second, role="verifier",
                    reason=f"{blocks} VERIFY blocks in one reply")
             model_verdicts = {
                 c.id: ("fail", f"protocol error: the verifier sent {blocks} VERIFY blocks in one reply")
@@ -730,7 +792,10 @@ def _on_round_finished(t: _T, e: ev.RoundFinished) -> None:
         elif blocks == 0 or verify_errors:
             reason = verify_errors[0].reason if verify_errors else "no VERIFY block"
             if verify_errors:
-                t.emit("marker_invalid", kind="verify", line=verify_errors[0].line, role="verifier", reason=reason)
+                t.mark("marker_invalid", kind="verify", line=verify_errors[0].line, role="verifier", reason=reason)
+            if s.verifier_corrections < 1 and (which := spent(t.state)):
+                _budget_limited(t, which)
+                return
             if s.verifier_corrections < 1:
                 turn = s.turn + 1
                 prompt = prompts.corrective_verifier_prompt(t.state, reason)
@@ -847,8 +912,19 @@ def _on_turn_failed(t: _T, e: ev.TurnFailed) -> None:
     if f is None or f.turn != e.turn or f.interrupted:
         return
     error = markers.collapse(e.error, _REASON_CAP)
+    if e.kind == "time_budget":
+        # The turn ran into the time budget and was stopped: its time is spent, its reply
+        # lost, and the lead winds down (a raise continues the work with a fresh turn).
+        _account(t, ev.TurnUsage(seconds=e.seconds))
+        t.set(in_flight=None)
+        t.emit("turn_failed", turn=e.turn, role=f.role, error=error, kind=e.kind, seconds=round(_finite(e.seconds), 3))
+        _budget_limited(t, spent(t.state) or "time")
+        return
     errors = s.errors_in_row + 1
     t.set(errors_in_row=errors, last_error=error)
+    if e.kind == "usage_limited" and (resume_at := _usage_reset(e.resume_at, t.now)) is not None:
+        _usage_wait(t, f.role, e.turn, error, resume_at)
+        return
     if e.kind == "config":
         t.emit("turn_failed", turn=e.turn, role=f.role, error=error, kind=e.kind)
         _block(t, "brain_error", error)
@@ -871,19 +947,67 @@ def _on_turn_failed(t: _T, e: ev.TurnFailed) -> None:
     t.do(WakeAt(at=retry_at))
 
 
+def _usage_reset(resume_at: str | None, now: datetime) -> datetime | None:
+    """The provider's announced reset, if it is one a goal can wait for."""
+    if not resume_at:
+        return None
+    try:
+        at = datetime.fromisoformat(resume_at)
+    except (TypeError, ValueError):
+        return None
+    if at.tzinfo is None:
+        return None
+    return at
+
+
+def _usage_wait(t: _T, role: str, turn: int, error: str, resume_at: datetime) -> None:
+    """The provider said when the account's usage limit resets: wait for it and go on by
+    itself then, up to MAX_USAGE_WAITS times in a row; `goal resume` goes on at once."""
+    s = t.state
+    waits = s.usage_waits + 1
+    far = (resume_at - t.now).total_seconds() > MAX_USAGE_WAIT
+    at = _iso(max(resume_at, t.now + timedelta(seconds=1)))
+    t.emit("turn_failed", turn=turn, role=role, error=error, kind="usage_limited", resume_at=at)
+    if waits > MAX_USAGE_WAITS or far:
+        why = (f"the limit resets at {at}, more than {MAX_USAGE_WAIT / 86400:g} days away" if far
+               else f"waited for the usage limit to reset {MAX_USAGE_WAITS} times in a row")
+        _block(t, "usage_limited", f"{error} ({why}; resume with `crewctl goal resume {s.id}`)")
+        return
+    t.set(usage_waits=waits, resume_at=at, retry_at=None)
+    t.emit("blocked", reason="usage_limited", detail=error, resume_at=at, wait=waits)
+    t.set(status="blocked", resume_to=_resume_target(s), reason=f"usage_limited: {error} (resumes by itself at {at})")
+    t.do(WakeAt(at=at))
+
+
 def _on_wake(t: _T, e: ev.Wake) -> None:
     s = t.state
+    if s.status == "blocked" and s.resume_at is not None:
+        if datetime.fromisoformat(s.resume_at) > t.now:
+            t.do(WakeAt(at=s.resume_at))  # woke early: wait on
+            return
+        # The usage limit has reset: go on by itself, in the same run (the waits count on).
+        target = s.resume_to or "running"
+        t.set(status=target, resume_to=None, reason=None, resume_at=None)
+        t.emit("resumed", status=target, was="blocked", automatic=True, reason="usage_limited")
+        _restart_work(t, automatic=True, refresh=True)
+        return
     if s.retry_at is None or s.status in ("paused", "blocked") or (s.status == "budget_limited" and not _winding_down(s)):
         return
     if datetime.fromisoformat(s.retry_at) > t.now:
         t.do(WakeAt(at=s.retry_at))  # woke early (a restarted timer): wait on
         return
     t.set(retry_at=None)
-    _rerun_in_flight(t)
+    _rerun_in_flight(t, refresh=True)
 
 
-def _rerun_in_flight(t: _T, *, new_session: bool = False) -> None:
-    """Run the in-flight turn again: same turn number, same prompt (at-least-once turns)."""
+def _rerun_in_flight(t: _T, *, new_session: bool = False, refresh: bool = False) -> None:
+    """Run the in-flight turn again: same turn number, same prompt (at-least-once turns).
+
+    With `refresh` (the operator resumed it, or it waited out a backoff or a usage limit),
+    whatever reached the goal since its prompt was written is added to that prompt: steers,
+    criteria edits, reports. Operator input never waits for a later turn. A crash rerun
+    (recovery, a restarted actor) asks exactly what it asked before.
+    """
     s = t.state
     f = s.in_flight
     if f is None:
@@ -895,8 +1019,27 @@ def _rerun_in_flight(t: _T, *, new_session: bool = False) -> None:
         t.set(verifier_corrections=0)
         _start_round(t, f.turn, rerun=True)
         return
-    t.emit("turn_started", turn=f.turn, role="lead", kind=f.kind, rerun=True, **({"new_session": True} if new_session else {}))
-    t.do(RunLeadTurn(turn=f.turn, kind=f.kind, prompt=f.prompt, new_session=new_session, rerun=True))
+    extra: dict[str, Any] = {"new_session": True} if new_session else {}
+    delivered: tuple[Steer, ...] = ()
+    if refresh and f.kind != "wind_down":
+        criteria_changed = f.revision is not None and f.revision != s.revision
+        delivered = s.steers[: prompts.MAX_STEERS_PER_TURN]
+        if delivered or s.reports or criteria_changed:
+            prompt = f.prompt + prompts.since_prompt(s, delivered, criteria_changed=criteria_changed)
+            t.set(
+                in_flight=replace(f, interrupted=False, prompt=prompt, revision=s.revision),
+                steers=s.steers[len(delivered) :],
+                reports=(),
+            )
+            extra.update(refreshed=True, prompt_bytes=_bytes(prompt))
+    f = t.state.in_flight
+    assert f is not None
+    t.emit("turn_started", turn=f.turn, role="lead", kind=f.kind, rerun=True, **extra)
+    for steer in delivered:
+        t.emit("steer_delivered", steer=steer.id, turn=f.turn)
+    t.do(RunLeadTurn(
+        turn=f.turn, kind=f.kind, prompt=f.prompt, new_session=new_session, rerun=True, time_left=_time_left(t.state, f.kind)
+    ))
 
 
 def _on_actor_crashed(t: _T, e: ev.ActorCrashed) -> None:
@@ -937,6 +1080,9 @@ def _on_recover(t: _T, e: ev.Recover) -> None:
     s = t.state
     if s.envelope is not None and s.envelope.status == "pending":
         t.do(BuildEnvelope(round=s.envelope.round))  # the passed round's snapshot is still on disk
+    if s.status == "blocked" and s.resume_at is not None:
+        t.do(WakeAt(at=s.resume_at))  # still waiting for a usage limit to reset
+        return
     if s.status == "budget_limited" and _winding_down(s) and s.retry_at is None:
         _rerun_in_flight(t)  # the one wind-down turn still owes its report
         return
@@ -956,6 +1102,19 @@ def _on_recover(t: _T, e: ev.Recover) -> None:
 
 def _winding_down(s: GoalState) -> bool:
     return s.in_flight is not None and s.in_flight.kind == "wind_down" and not s.in_flight.interrupted
+
+
+def _on_fault(t: _T, e: ev.Fault) -> None:
+    """Blocked with the error, whatever the goal was doing: nothing of it runs on."""
+    s = t.state
+    error = markers.collapse(e.error, _REASON_CAP) or "no detail"
+    reason = e.reason if e.reason in ("internal_error", "crash_loop") else "internal_error"
+    if s.in_flight is not None:
+        t.set(in_flight=replace(s.in_flight, interrupted=True))
+    t.set(retry_at=None, resume_at=None)
+    t.emit("blocked", reason=reason, error=error)
+    t.set(status="blocked", resume_to=_resume_target(s), reason=f"{reason}: {error}")
+    t.do(CancelWork(reason=reason))
 
 
 def _on_fail(t: _T, e: ev.Fail) -> None:
@@ -983,26 +1142,36 @@ def _on_edit_criteria(t: _T, e: ev.EditCriteria) -> None:
             merged.append(replace(c, status="pending", evidence=None))
     merged_t = tuple(merged)
     if s.status == "scoping":
+        open_round = s.open_clarify
+        if open_round is not None:
+            # The operator wrote down what "done" means instead of answering: that settles
+            # the questions. The round is closed on the record (never silently dropped) and
+            # the lead is told. Closing, not refusing: the operator who locks the goal has
+            # answered the one question every clarify round is about.
+            rounds = s.clarify[:-1] + (replace(open_round, answers={}),)
+            closed = Report(kind="clarify_closed", text="the operator set the criteria instead of answering", step=str(open_round.seq))
+            t.set(clarify=rounds, reports=s.reports + (closed,))
+            t.emit("clarify_closed", seq=open_round.seq, reason="the operator set the criteria instead of answering")
         _lock(t, merged_t, statement=s.statement, by="operator")
-        if s.in_flight is None and s.open_clarify is None:
-            _lead_turn(t, "work", automatic=False)
-        elif s.open_clarify is not None:
-            # The operator locked the goal instead of answering: the questions are moot.
-            rounds = s.clarify[:-1] + (replace(s.clarify[-1], answers={}),)
-            t.set(clarify=rounds)
+        if s.in_flight is None:
             _lead_turn(t, "work", automatic=False)
         return
     t.set(criteria=merged_t, revision=s.revision + 1)
     t.emit("criteria_updated", revision=s.revision + 1, criteria=[_criterion_dict(c) for c in merged_t])
     _owe_baseline(t, protection.ADD, "criteria")  # a new check command may name a new file
-    if s.status == "awaiting_signoff" and any(c.status != "pass" for c in merged_t):
-        t.set(status="running", reports=t.state.reports + (Report(kind="criteria_updated", text="see the criteria"),))
+    reopened = any(c.status != "pass" for c in merged_t)
+    if s.status == "awaiting_signoff" and reopened:
+        t.set(status="running")
         if s.in_flight is None:
             _lead_turn(t, "criteria", automatic=False)
+            return
     elif s.status in ("running",) and s.in_flight is None and not _dispatching(s) and s.retry_at is None:
         _lead_turn(t, "criteria", automatic=False)
-    elif s.status == "running":
-        t.set(reports=t.state.reports + (Report(kind="criteria_updated", text="see the criteria"),))
+        return
+    elif s.status in HOLDS and s.resume_to == "awaiting_signoff" and reopened:
+        t.set(resume_to="running")  # a passed gate re-opens: resuming means work, not sign-off
+    # No turn starts now: the lead's next prompt (a rerun included) says the criteria changed.
+    t.set(reports=t.state.reports + (Report(kind="criteria_updated", text="see the criteria"),))
 
 
 def _on_steer(t: _T, e: ev.Steer) -> None:
@@ -1050,16 +1219,33 @@ def _on_resume(t: _T, e: ev.Resume) -> None:
         raise Refused(f"the {which} budget is still spent; raise it with `crewctl goal budget {s.id} --{_flag(which)} N`")
     target = s.resume_to or "running"
     was = s.status
-    fresh_run = was in ("blocked", "budget_limited")
     t.set(status=target, resume_to=None, reason=None)
-    if fresh_run:
-        # A new run: the operator looked at why it stopped and chose to go on.
-        t.set(attempt=0, auto_turns=0, run_turns=0, lead_corrections=0, errors_in_row=0, restarts=(), fingerprints=(), wind_down=False)
+    if was in ("blocked", "budget_limited"):
+        t.state = new_run(t.state)
     t.emit("resumed", status=target, was=was)
-    _restart_work(t, automatic=False)
+    _restart_work(t, automatic=False, refresh=True)
 
 
-def _restart_work(t: _T, *, automatic: bool) -> None:
+def new_run(s: GoalState) -> GoalState:
+    """The one rule for a new run: the operator looked at why the goal stopped (blocked,
+    budget spent, a gate they sent back) and chose to go on, so every per-run cap starts
+    again. Resume, a budget raise and send-back all use it; nothing else resets these."""
+    return replace(
+        s,
+        attempt=0,
+        auto_turns=0,
+        run_turns=0,
+        lead_corrections=0,
+        errors_in_row=0,
+        restarts=(),
+        fingerprints=(),
+        wind_down=False,
+        usage_waits=0,
+        resume_at=None,
+    )
+
+
+def _restart_work(t: _T, *, automatic: bool, refresh: bool = False) -> None:
     """Start again whatever the goal was doing when it stopped (resume, recovery)."""
     s = t.state
     if s.in_flight is not None and s.in_flight.kind == "wind_down":
@@ -1069,7 +1255,7 @@ def _restart_work(t: _T, *, automatic: bool) -> None:
         t.do(CancelWork(reason="wind-down superseded"))
         s = t.state
     if s.in_flight is not None:
-        _rerun_in_flight(t)
+        _rerun_in_flight(t, refresh=refresh)
         return
     if s.status == "verifying":
         _start_round(t, s.turn + 1, rerun=False)
@@ -1106,14 +1292,16 @@ def _on_raise_budget(t: _T, e: ev.RaiseBudget) -> None:
         cost_usd=e.cost_usd if e.cost_usd is not None else s.budget.cost_usd,
     )
     t.set(budget=budget)
-    t.emit("budget_raised", budget=_budget_dict(budget))
-    if s.status == "budget_limited" and (which := spent(t.state)):
-        t.set(reason=f"{which} budget spent")  # raising one budget may leave another spent
+    still = spent(t.state)
+    t.emit("budget_raised", budget=_budget_dict(budget), **({"still_spent": still} if still else {}))
+    if s.status == "budget_limited" and still:
+        t.set(reason=f"{still} budget spent")  # raising one budget may leave another spent
     elif s.status == "budget_limited":
         target = s.resume_to or "running"
-        t.set(status=target, resume_to=None, reason=None, wind_down=False, attempt=0, auto_turns=0, run_turns=0, errors_in_row=0)
+        t.state = new_run(t.state)
+        t.set(status=target, resume_to=None, reason=None)
         t.emit("resumed", status=target, was="budget_limited")
-        _restart_work(t, automatic=False)
+        _restart_work(t, automatic=False, refresh=True)
 
 
 def _on_signoff(t: _T, e: ev.Signoff) -> None:
@@ -1141,15 +1329,12 @@ def _on_send_back(t: _T, e: ev.SendBack) -> None:
         t.set(in_flight=replace(s.in_flight, interrupted=True))
         t.do(CancelWork(reason="sent back"))
         t.set(in_flight=None)
+    t.state = new_run(t.state)
     t.set(
         criteria=tuple(replace(c, status="pending", evidence=None) for c in s.criteria),
         revision=s.revision + 1,
         status="running",
         notes=notes,
-        attempt=0,
-        auto_turns=0,
-        run_turns=0,
-        fingerprints=(),
     )
     t.emit("send_back", notes=notes, revision=s.revision + 1)
     _lead_turn(t, "rework", automatic=False)
@@ -1183,8 +1368,8 @@ def _budget_limited(t: _T, which: str) -> None:
         t.set(wind_down=True)
         turn = s.turn + 1
         prompt = prompts.lead_prompt(t.state, "wind_down")
-        t.set(turn=turn, in_flight=InFlight(turn=turn, role="lead", kind="wind_down", prompt=prompt))
-        t.emit("turn_started", turn=turn, role="lead", kind="wind_down", prompt_bytes=len(prompt.encode()))
+        t.set(turn=turn, in_flight=InFlight(turn=turn, role="lead", kind="wind_down", prompt=prompt, revision=s.revision))
+        t.emit("turn_started", turn=turn, role="lead", kind="wind_down", prompt_bytes=_bytes(prompt))
         t.do(RunLeadTurn(turn=turn, kind="wind_down", prompt=prompt))
 
 
@@ -1205,7 +1390,29 @@ def _resume_target(s: GoalState) -> str:
     return "running"
 
 
+def clean_usage(u: ev.TurnUsage) -> ev.TurnUsage:
+    """A turn's usage as the goal counts it: whole token counts and finite seconds and cost,
+    each bounded. Brains report what they like (a usage file may say Infinity); a figure
+    that is not a sane number is dropped here, where it enters, so every total and every
+    timeline record stays plain JSON."""
+    def tokens(n: Any) -> int:
+        return n if isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= validate.MAX_TOKENS else 0
+
+    return ev.TurnUsage(
+        input_tokens=tokens(u.input_tokens),
+        output_tokens=tokens(u.output_tokens),
+        cached_tokens=tokens(u.cached_tokens),
+        cost_usd=validate.finite_usage(u.cost_usd, high=validate.MAX_COST_USD),
+        seconds=_finite(u.seconds),
+    )
+
+
+def _finite(seconds: Any) -> float:
+    return validate.finite_usage(seconds, high=validate.MAX_SECONDS) or 0.0
+
+
 def _account(t: _T, usage: ev.TurnUsage) -> None:
+    usage = clean_usage(usage)
     sp = t.state.spend
     t.set(
         spend=Spend(
@@ -1226,6 +1433,7 @@ def _criterion_dict(c: Criterion) -> dict:
 
 
 def _usage_dict(u: ev.TurnUsage) -> dict:
+    u = clean_usage(u)
     return {
         "input_tokens": u.input_tokens,
         "output_tokens": u.output_tokens,
@@ -1373,6 +1581,7 @@ _HANDLERS: dict[type, Callable[[_T, Any], None]] = {
     ev.Recover: _on_recover,
     ev.Unsandboxed: _on_unsandboxed,
     ev.Fail: _on_fail,
+    ev.Fault: _on_fault,
     ev.Answer: _on_answer,
     ev.EditCriteria: _on_edit_criteria,
     ev.Steer: _on_steer,
@@ -1390,3 +1599,4 @@ _OPERATOR = frozenset(
     {ev.Answer, ev.EditCriteria, ev.Steer, ev.Pause, ev.Resume, ev.Cancel, ev.RaiseBudget, ev.Approve, ev.Signoff, ev.SendBack}
     | {ev.EditProtect}
 )
+OPERATOR_EVENTS = _OPERATOR  # what the operator sends (the rest comes from actors and timers)

@@ -252,27 +252,30 @@ def _current(s: GoalState, turn: int) -> InFlight | None:
 
 
 def _finished(b: _Builder, e: ev.ReflectionFinished, now: datetime) -> None:
-    from .phases import _usage_dict  # the one shape of a usage record
+    from .phases import MAX_MARKER_RECORDS, _usage_dict, clean_usage  # one shape of usage, one cap on records
 
     s = b.state
     f = _current(s, e.turn)
     if f is None:
         return
     sp = s.spend
+    usage = clean_usage(e.usage)  # sane, finite figures only, as for every other turn
     b.set(
         in_flight=None,
         spend=Spend(
-            input_tokens=sp.input_tokens + e.usage.input_tokens,
-            output_tokens=sp.output_tokens + e.usage.output_tokens,
-            cached_tokens=sp.cached_tokens + e.usage.cached_tokens,
-            cost_usd=sp.cost_usd + (e.usage.cost_usd or 0.0),
-            seconds=sp.seconds + e.usage.seconds,
+            input_tokens=sp.input_tokens + usage.input_tokens,
+            output_tokens=sp.output_tokens + usage.output_tokens,
+            cached_tokens=sp.cached_tokens + usage.cached_tokens,
+            cost_usd=sp.cost_usd + (usage.cost_usd or 0.0),
+            seconds=sp.seconds + usage.seconds,
         ),
     )
-    b.emit("turn_finished", turn=e.turn, role=ROLE, kind=KIND, usage=_usage_dict(e.usage), reply_bytes=len(e.text.encode()))
+    b.emit("turn_finished", turn=e.turn, role=ROLE, kind=KIND, usage=_usage_dict(usage), reply_bytes=len(e.text.encode("utf-8", "surrogatepass")))
     verdict = judge(e.text)
-    for kind, line in verdict.ignored:
+    for kind, line in verdict.ignored[:MAX_MARKER_RECORDS]:
         b.emit("marker_ignored", kind=kind, line=line, role=ROLE, reason="the reflector may only send REFLECT")
+    if len(verdict.ignored) > MAX_MARKER_RECORDS:
+        b.emit("markers_capped", role=ROLE, recorded=MAX_MARKER_RECORDS, ignored=len(verdict.ignored) - MAX_MARKER_RECORDS, invalid=0)
     tries = s.reflection_tries + 1
     b.set(reflection_tries=tries)
     if verdict.payload is None:

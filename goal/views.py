@@ -11,7 +11,7 @@ from typing import Any
 from .model import GoalState
 from .protect import forbidden_present, pinned_files
 
-__all__ = ["envelope_view", "goal_view", "protect_view", "summary_view"]
+__all__ = ["budget_report", "envelope_view", "goal_view", "protect_view", "summary_view"]
 
 
 def goal_view(s: GoalState) -> dict[str, Any]:
@@ -75,8 +75,10 @@ def goal_view(s: GoalState) -> dict[str, Any]:
             "seconds": round(s.spend.seconds, 3),
         },
         "budget": {"tokens": s.budget.tokens, "seconds": s.budget.seconds, "cost_usd": s.budget.cost_usd},
+        "budget_left": budget_report(s),
         "unsandboxed": s.unsandboxed,
         "retry_at": s.retry_at,
+        "resume_at": s.resume_at,
         "last_error": s.last_error,
         # Durable outputs (DESIGN.md): what the passed gate hands over and what was learned.
         "base_commit": s.base_commit,
@@ -121,6 +123,26 @@ def envelope_view(s: GoalState) -> dict[str, Any] | None:
         "patch": e.patch,
         "error": e.error,
     }
+
+
+def budget_report(s: GoalState) -> dict[str, Any]:
+    """Each budget that is set: its limit, what is spent, what is left (never below 0) and
+    the percent spent (past 100 when the last turn went over)."""
+    out: dict[str, Any] = {}
+    for name, limit, used in (
+        ("tokens", s.budget.tokens, s.spend.tokens),
+        ("seconds", s.budget.seconds, round(s.spend.seconds, 3)),
+        ("cost_usd", s.budget.cost_usd, round(s.spend.cost_usd, 6)),
+    ):
+        if limit:
+            left = max(limit - used, 0)
+            out[name] = {
+                "limit": limit,
+                "spent": used,
+                "left": round(left, 6) if isinstance(left, float) else left,
+                "percent": round(100.0 * used / limit, 1),
+            }
+    return out
 
 
 def summary_view(s: GoalState) -> dict[str, Any]:

@@ -270,6 +270,9 @@ _TURN_INSERT = _Stmt(
     tail=' ON CONFLICT ("goal", "turn") DO NOTHING',
 )
 _TURN_RERUN = _Stmt("update", "turn", ("status",), keys=("goal", "turn"), extra='"runs" = "runs" + 1, "error" = NULL')
+# A rerun whose prompt gained what the operator said meanwhile (phases: refreshed): the
+# turn row keeps the prompt the turn was actually asked.
+_TURN_RERUN_PROMPT = _Stmt("update", "turn", ("status", "prompt"), keys=("goal", "turn"), extra='"runs" = "runs" + 1, "error" = NULL')
 _TURN_FINISH = _Stmt(
     "update", "turn",
     ("status", "reply", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "seconds", "finished_at"),
@@ -409,6 +412,11 @@ def _store_error(exc: BaseException, describe: str) -> CrewError:
     if isinstance(exc, CrewError):
         return exc
     return StoreError(f"the store at {describe} refused a write: {_one_line(exc)}")
+
+
+def _no_version(describe: str) -> int:
+    raise StoreError(f"the store at {describe} has no readable schema version; it may be damaged: "
+                     "restore it from a backup or move it aside")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -832,7 +840,13 @@ class Store:
             return None
         cur.execute(self.dialect.sql('SELECT "value" FROM "meta" WHERE "key" = ?'), ("schema_version",))
         row = cur.fetchone()
-        return int(row[0]) if row else 0
+        # The meta table and its version row are written in one transaction, so a table
+        # without the row (or a row that is no number) is damage, never a store to set up
+        # again: "creating" it would write over what is left.
+        try:
+            return int(row[0]) if row else _no_version(self.describe)
+        except (TypeError, ValueError):
+            return _no_version(self.describe)
 
     def close(self) -> None:
         if self.db is None or self._closed:
@@ -1268,7 +1282,10 @@ def _turn_rows(gid: str, transition: Transition, at: str, writes: tuple[TurnWrit
         p = r.payload
         if r.type == "turn_started":
             if p.get("rerun"):
-                out.append((_TURN_RERUN, ("running", gid, p["turn"])))
+                if p.get("refreshed") and new.in_flight is not None and new.in_flight.turn == p["turn"]:
+                    out.append((_TURN_RERUN_PROMPT, ("running", new.in_flight.prompt, gid, p["turn"])))
+                else:
+                    out.append((_TURN_RERUN, ("running", gid, p["turn"])))
                 continue
             prompt = None
             if new.in_flight is not None and new.in_flight.turn == p["turn"]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import shlex
 import sys
 import textwrap
 
-__all__ = ["AGENT_STATE", "PASS_EVERY_CRITERION", "READY_EVERY_TURN", "agent_state_dir", "lock_is_held", "write_agent"]
+__all__ = ["AGENT_STATE", "PASS_EVERY_CRITERION", "READY_EVERY_TURN", "agent_file", "agent_state_dir", "lock_is_held", "write_agent"]
 
 # Agents run sandboxed, where nothing but their working directory is writable; the one
 # place a test agent may keep state across turns is below this folder of the test's
@@ -35,6 +36,11 @@ def lock_is_held(path: str) -> bool:
 def agent_state_dir(directory: str, name: str) -> str:
     """Where the agent `name` written by write_agent(directory, ...) keeps its state."""
     return os.path.join(str(directory), AGENT_STATE, f"{name}.state")
+
+
+def agent_file(directory: str, name: str, filename: str) -> pathlib.Path:
+    """A file in that folder: one the agent writes (its prompts), or the test (a go-ahead)."""
+    return pathlib.Path(agent_state_dir(directory, name)) / filename
 
 
 # Agent bodies many tests need. A verifier that passes every criterion id in its prompt:

@@ -82,6 +82,10 @@ class HostSettings:
     config: Any = None  # crewctl.config.Config for brains.resolve
     brain_factory: BrainFactory | None = None
     turn_timeout: float | None = None  # a cap of our own on top of the task's timeout
+    # A failed security handshake (our key not allowed there, or CURVE on one side only):
+    # stop with the reason (`crewctl worker` does: its operator must act), or keep knocking
+    # quietly, so that allowing the key later lets this very host in.
+    stop_when_refused: bool = False
     sandbox: Any = None  # crewctl.sandbox.Sandbox every worker turn runs in; None: unsandboxed
 
     def __post_init__(self) -> None:
@@ -229,6 +233,8 @@ class AgentHost:
                                 return welcomed
                     elif item is monitor:
                         self._monitor_event(monitor, endpoint)
+                        if self.refused is not None:
+                            return welcomed  # no key or the wrong one: trying again cannot help
                     else:
                         self._waker.drain()
                 self._flush_results(sock)
@@ -271,32 +277,36 @@ class AgentHost:
             yield msg
 
     def _monitor_event(self, monitor: zmq.Socket, endpoint: str) -> None:
+        """A failed security handshake is a refusal: the key is not allowed there, or the two
+        sides disagree about CURVE. It is said once; then the host stops with the reason
+        (exit 1) if its settings say so, else it keeps knocking, quietly."""
         try:
             event = recv_monitor_message(monitor, zmq.NOBLOCK)
         except (zmq.ZMQError, ValueError):
             return
-        if self._auth_warned:
-            return
-        self._auth_warned = True
         if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-            log.error(
-                "host %s: the supervisor at %s refused this host's CURVE key; ask its operator to run "
-                "`crewctl keys allow NAME.key` with this host's public key",
-                self.s.name,
-                endpoint,
-            )
+            reason = (f"the supervisor at {endpoint} refused this host's CURVE key; ask its operator to run "
+                      "`crewctl keys allow NAME.key` with this host's public key")
+        elif event["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            reason = (f"the security handshake with {endpoint} failed (CURVE on one side only, or the wrong "
+                      "--server-key)")
         else:
-            log.error(
-                "host %s: security handshake with %s failed (CURVE on one side only, or the wrong --server-key)",
-                self.s.name,
-                endpoint,
-            )
+            reason = f"the security handshake with {endpoint} failed"
+        if not self._auth_warned:
+            self._auth_warned = True
+            log.error("host %s: %s", self.s.name, reason)
+        if self.s.stop_when_refused and event["event"] != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            self.refused = reason
+            self.exit_code = 1
 
     def _send(self, sock: zmq.Socket, msg: dict) -> None:
         try:
             sock.send(pack(msg), zmq.NOBLOCK)
         except zmq.Again:
-            log.warning("host %s: send queue full; dropped a %s", self.s.name, msg.get("type"))
+            # Nothing connected takes it (yet): hellos are resent anyway; say it once, not
+            # four times a second.
+            if msg.get("type") != "hello" and msg.get("type") != "heartbeat":
+                log.warning("host %s: send queue full; dropped a %s", self.s.name, msg.get("type"))
         except zmq.ZMQError as exc:
             log.warning("host %s: send failed: %s", self.s.name, exc)
 

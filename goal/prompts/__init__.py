@@ -15,6 +15,7 @@ from ..model import Criterion, GoalState, Step
 from . import lead, verifier, worker
 
 __all__ = [
+    "since_prompt",
     "corrective_lead_prompt",
     "corrective_verifier_prompt",
     "lead_prompt",
@@ -44,6 +45,26 @@ def lead_prompt(state: GoalState, kind: str, now_epoch: float | None = None) -> 
     parts.append(_status(state))
     parts.append(lead.RULES_SCOPING if state.status == "scoping" else lead.RULES)
     return "\n\n".join(p for p in parts if p).rstrip() + "\n"
+
+
+def since_prompt(state: GoalState, steers, *, criteria_changed: bool) -> str:
+    """What reached the goal after a lead prompt was written (while the goal was paused,
+    blocked or backing off), appended to that prompt when its turn runs again: the turn
+    the operator resumes is the one that hears what they said in the meantime."""
+    parts = ["## Since this turn was first asked", "The operator or the crew added what follows; it overrides the above where they differ."]
+    if criteria_changed:
+        parts.append("The acceptance criteria changed. They now read:\n" + _criteria(state, for_lead=True))
+    if state.reports:
+        shown = state.reports[:MAX_REPORTS_PER_TURN]
+        parts.append(
+            "Reports:\n"
+            + "\n".join(f"- {_REPORT_TITLES[r.kind].format(step=r.step)}\n{quote(r.text[:REPORT_CAP])}" for r in shown)
+        )
+    if steers:
+        parts.append(
+            "The operator steers (follow this; it overrides your plan):\n" + "\n".join(quote(s.text) for s in steers)
+        )
+    return "\n\n" + "\n\n".join(parts) + "\n"
 
 
 def corrective_lead_prompt(state: GoalState, errors: list[tuple[str, int, str]]) -> str:
@@ -201,6 +222,7 @@ _REPORT_TITLES = {
     "step_rejected": "step {step} was rejected by the operator",
     "criteria_updated": "the operator changed the acceptance criteria",
     "stale_round": "the criteria changed while the verifier worked, so that round's verdict was discarded",
+    "clarify_closed": "your questions (round {step}) are closed unanswered: the operator set the acceptance criteria above instead; work to them",
 }
 
 

@@ -201,6 +201,15 @@ def test_a_retry_after_longer_than_max_retry_after_is_not_waited_for(server):
     assert len(server.requests) == 1 and time.monotonic() - started < 5
 
 
+def test_a_usage_limit_whose_retry_after_is_too_long_to_wait_says_when_it_resets(server):
+    rate_limited = {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}
+    server.add(Reply.json(rate_limited, status=429, headers={"Retry-After": "3600"}))
+    before = time.time()
+    with pytest.raises(UsageLimited) as err:
+        openai_brain(server, max_retry_after=60).run(turn())
+    assert before + 3600 <= err.value.resets_at <= time.time() + 3600
+
+
 def test_rate_limit_429s_that_outlast_the_retries_are_usage_limited(server):
     server.default = Reply.json({"error": {"message": "Rate limit reached", "code": "rate_limit_exceeded"}}, status=429)
     with pytest.raises(UsageLimited, match="rate limited"):

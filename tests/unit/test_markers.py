@@ -520,10 +520,53 @@ def test_a_fence_with_anything_but_spaces_before_it_is_not_a_fence(prefix):
     assert kinds_of(f"{prefix}```\n{block()}") == ["ready"]
 
 
-def test_a_list_item_fence_is_closed_by_an_unindented_fence_line():
-    # The contract's fences know no containers; CommonMark would end the list at the
-    # unindented line and open a new fence there (see the module docstring).
-    assert kinds_of(f"- step\n  ```\n  code\n```\n{block()}") == ["ready"]
+def test_a_fence_opened_in_a_list_item_and_closed_at_column_0_leaves_the_block_after_it_inert():
+    # CommonMark ends the list item at the unindented line, which then opens a new fence:
+    # the block is quoted there, so it must not be live here (a doubt never makes it live).
+    verify = block("verify", {"results": [{"id": "c1", "verdict": "pass", "evidence": "x"}]})
+    assert kinds_of(f"- step\n  ```\n  code\n```\n{verify}") == []
+    assert extract(f"- step\n  ```\n  code\n```\n{verify}").errors == ()
+
+
+@pytest.mark.parametrize("above", ["1. step\n", "* step\n", "- step\n  more text\n", "- step\nlazy text\n", "- step\n\n  later paragraph\n"])
+def test_every_list_item_shape_above_an_indented_fence_makes_a_less_indented_close_a_doubt(above):
+    assert kinds_of(f"{above}   ```\n   code\n```\n{block()}") == []
+
+
+def test_the_line_that_ended_the_list_item_fence_opens_a_fence_and_its_own_close_makes_tags_live_again():
+    assert kinds_of(f"- step\n  ```\n  code\n```\nquoted\n```\n{block()}") == ["ready"]
+
+
+@pytest.mark.parametrize("above", ["", "para\n", "- item\n\npara at column 0\n", "# heading\n"])
+def test_an_indented_fence_with_no_possible_list_item_above_is_closed_at_column_0(above):
+    assert kinds_of(f"{above}  ```\ncode\n```\n{block()}") == ["ready"]
+
+
+def test_a_list_item_fence_closed_at_its_own_indent_closes():
+    assert kinds_of(f"- step\n  ```\n  code\n  ```\n{block()}") == ["ready"]
+
+
+def test_a_list_marker_too_far_above_to_rule_out_is_a_doubt():
+    lines = "".join(f"  line {n}\n" for n in range(100))
+    assert kinds_of(f"- step\n{lines}  ```\n```\n{block()}") == []
+
+
+def test_a_duplicate_key_in_a_body_is_invalid_json_not_the_last_value():
+    body = '{"results": [{"id": "c1", "verdict": "fail", "evidence": "broken", "verdict": "pass"}]}'
+    result = extract(block("verify", body))
+    assert result.markers == ()
+    [error] = result.errors
+    assert error.kind == "verify" and "appears twice" in error.reason and '"verdict"' in error.reason
+
+
+def test_a_duplicate_top_level_key_is_invalid_json():
+    result = extract(block("ready", '{"summary": "a", "summary": "b"}'))
+    assert result.markers == () and "appears twice" in result.errors[0].reason
+
+
+def test_the_same_key_in_two_different_objects_is_fine():
+    body = '{"results": [{"id": "c1", "verdict": "pass", "evidence": "a"}, {"id": "c2", "verdict": "pass", "evidence": "b"}]}'
+    assert kinds_of(block("verify", body)) == ["verify"]
 
 
 def test_fence_lines_inside_a_body_are_body_text():

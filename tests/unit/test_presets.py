@@ -337,6 +337,20 @@ def test_opencode_single_step_reply_keeps_its_marker_lines_intact():
     assert reply.resume_ref == "ses_e02c5c480ffeh1t21W6e5jKlLX"
 
 
+def test_claude_at_its_usage_limit_is_usage_limited_until_the_time_it_names():
+    said = json.dumps({"type": "result", "subtype": "success", "is_error": True, "result": "Claude AI usage limit reached|1767225600"})
+    with pytest.raises(UsageLimited) as err:
+        parse("claude", said.encode())
+    assert err.value.resets_at == 1767225600.0 and "usage limit reached" in err.value.message
+
+
+def test_claude_at_a_usage_limit_without_a_time_is_usage_limited_with_no_reset():
+    said = json.dumps({"type": "result", "is_error": True, "result": "5-hour usage limit reached; try again later"})
+    with pytest.raises(UsageLimited) as err:
+        parse("claude", said.encode())
+    assert err.value.resets_at is None
+
+
 def test_opencode_rate_limit_error_event_is_usage_limited():
     with pytest.raises(UsageLimited, match="Rate limit exceeded"):
         parse("opencode", recording("opencode/run_json_error_rate_limit.jsonl"))
