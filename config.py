@@ -33,6 +33,11 @@ a missing file is an empty config. Example:
     [verifier]                    # the verifier's isolation (see actors/isolation.py)
     home = "isolated"             # or "inherit": an agent CLI that keeps its login in HOME
     env_allow = ["MY_PROXY"]      # variables to pass beyond the allowlist
+
+    [hooks]                       # run by the supervisor (not sandboxed: they are yours)
+    on_attention = "notify-send crewctl \"$CREWCTL_GOAL: $CREWCTL_STATUS\""  # the goal needs you
+    on_done = "~/bin/announce.sh" # the goal is done; both get `goal show --json` on stdin
+    timeout = 30                  # seconds; a hook that runs longer is killed (event hook_failed)
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ class Config:
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     verifier: dict[str, Any] = field(default_factory=dict)
+    hooks: dict[str, Any] = field(default_factory=dict)  # on_attention, on_done: shell commands; timeout
 
     def provider(self, name: str) -> dict[str, Any]:
         return self.providers.get(name, {})
@@ -92,7 +98,7 @@ def load_config(path: str | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
 
-    known = {"roster", "defaults", "brains", "presets", "openai", "anthropic", "verifier"}
+    known = {"roster", "defaults", "brains", "presets", "openai", "anthropic", "verifier", "hooks"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"config {path}: unknown section {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -125,9 +131,31 @@ def load_config(path: str | None = None) -> Config:
     allow = verifier.get("env_allow", [])
     if not isinstance(allow, list) or not all(isinstance(x, str) for x in allow):
         raise ConfigError(f"config {path}: [verifier] env_allow is a list of variable names")
+    hooks = _hooks(_table(data, "hooks", path), path)
     return Config(
-        path=path, roster=roster, defaults=defaults, brains=brains, presets=presets, providers=providers, verifier=verifier
+        path=path, roster=roster, defaults=defaults, brains=brains, presets=presets, providers=providers, verifier=verifier,
+        hooks=hooks,
     )
+
+
+HOOK_NAMES = ("on_attention", "on_done")
+HOOK_TIMEOUT = 30.0  # seconds, when [hooks] timeout is not set
+
+
+def _hooks(table: dict, path: str) -> dict[str, Any]:
+    hooks: dict[str, Any] = {"timeout": HOOK_TIMEOUT}
+    for key, value in table.items():
+        if key in HOOK_NAMES:
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"config {path}: [hooks] {key} is a shell command (a non-empty string)")
+            hooks[key] = value
+        elif key == "timeout":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 86400:
+                raise ConfigError(f"config {path}: [hooks] timeout is a number of seconds (0 < timeout <= 86400)")
+            hooks[key] = float(value)
+        else:
+            raise ConfigError(f"config {path}: unknown hook {key!r} (known: {', '.join(HOOK_NAMES)}, timeout)")
+    return hooks
 
 
 def _table(data: dict, key: str, path: str) -> dict:

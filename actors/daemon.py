@@ -36,6 +36,7 @@ from ..transport.control import new_token, read_daemon_info, remove_daemon_info,
 from .messages import ControlRequest, Deliver, Perform, Shutdown, SupervisorStopped
 from .roles import VerifierSettings
 from .runtime import arm_crash_points, utcnow
+from .starting_point import record_start
 from .supervisor import Context, GoalSupervisor
 
 __all__ = ["DaemonOptions", "run_daemon", "is_loopback"]
@@ -44,6 +45,12 @@ log = logging.getLogger("crewctl.daemon")
 
 SUPERVISOR_RESTARTS = 5  # per goal, within ...
 SUPERVISOR_WINDOW = 60.0
+
+
+@dataclass(frozen=True)
+class HookReport:
+    goal_id: str
+    event: ev.HookFailed
 
 
 @dataclass
@@ -109,6 +116,8 @@ class Daemon(pykka.ThreadingActor):
             self._control(msg)
         elif isinstance(msg, SupervisorStopped):
             self._supervisor_stopped(msg)
+        elif isinstance(msg, HookReport):
+            self._hook_failed(msg)
         elif msg == "resume":
             return self._resume_all()
         elif isinstance(msg, Shutdown):
@@ -145,6 +154,21 @@ class Daemon(pykka.ThreadingActor):
             return
         log.warning("goal %s: supervisor crashed (%s); restarting from the store", msg.goal_id, msg.crashed)
         self._start_supervisor(msg.goal_id, recover=True)
+
+    def _hook_failed(self, msg: "HookReport") -> None:
+        """Record a failed hook in the goal's timeline: through its supervisor while it has
+        one (the goal's only writer), directly once it is finished (on_done runs then)."""
+        ref = self.goals.get(msg.goal_id)
+        try:
+            state, version = self.ctx.store.load_goal(msg.goal_id)
+            if ref is not None and ref.is_alive() and state.status not in TERMINAL:
+                ref.tell(Deliver(msg.event))
+                return
+            now = self.ctx.clock()
+            transition = phases.step(state, msg.event, now)
+            self.ctx.store.commit(state, version, transition, now.isoformat())
+        except (CrewError, pykka.ActorDeadError) as exc:
+            log.warning("goal %s: could not record hook_failed: %s", msg.goal_id, exc)
 
     # -- the control RPC -------------------------------------------------------------------
 
@@ -229,7 +253,8 @@ class Daemon(pykka.ThreadingActor):
         )
         now = self.ctx.clock()
         goal_id = secrets.token_hex(4)
-        transition = phases.new_goal(goal_id, objective, workspace, settings, now, criteria=criteria)
+        start = record_start(self.ctx.home, goal_id, workspace, now.isoformat())  # for the report's changed files
+        transition = phases.new_goal(goal_id, objective, workspace, settings, now, criteria=criteria, start=start)
         self.ctx.store.create_goal(transition, now.isoformat())
         ref = self._start_supervisor(goal_id, recover=False)
         ref.tell(Perform(transition.effects))
@@ -392,6 +417,10 @@ def _serve(opts: DaemonOptions, config: Config, store: Store, stop: threading.Ev
 
     daemon = Daemon.start(ctx, lambda ident, msg: broker.send("control", ident, msg), token, status)
     holder["daemon"] = daemon
+    if config.hooks.get("on_attention") or config.hooks.get("on_done"):
+        from .hooks import HookRunner
+
+        ctx.hooks = HookRunner(config.hooks, store, lambda goal_id, event: daemon.tell(HookReport(goal_id, event)))
     authenticator = None
     try:
         if curve is not None:
@@ -427,6 +456,8 @@ def _serve(opts: DaemonOptions, config: Config, store: Store, stop: threading.Ev
     finally:
         if holder.get("dispatcher"):
             holder["dispatcher"].stop()
+        if ctx.hooks is not None:
+            ctx.hooks.close()
         pykka.ActorRegistry.stop_all(block=True, timeout=10)
         broker.stop()
         broker.join(timeout=5)

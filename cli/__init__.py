@@ -11,7 +11,7 @@ import sys
 import click
 
 from ..exceptions import CrewError
-from ._common import home_option
+from ._common import home_option, no_color
 
 __all__ = ["main", "cli"]
 
@@ -44,6 +44,7 @@ def _register() -> None:
     from .demo import demo_command
     from .goal import goal_group
     from .keys import keys_group
+    from . import logs, wait  # noqa: F401  (they add `goal logs` and `goal wait`)
     from .run import run_command, status_command
     from .worker import worker_command
 
@@ -54,7 +55,9 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> None:
     _register()
     try:
-        code = cli.main(args=argv, prog_name="crewctl", standalone_mode=False)
+        # NO_COLOR: click then strips styles from everything it prints, terminal or not.
+        color = False if no_color() else None
+        code = cli.main(args=argv, prog_name="crewctl", standalone_mode=False, color=color)
     except click.exceptions.Abort:
         click.echo("crewctl: aborted", err=True)
         sys.exit(1)

@@ -20,6 +20,7 @@ __all__ = [
     "EditCriteria",
     "Event",
     "Fail",
+    "HookFailed",
     "Pause",
     "RaiseBudget",
     "Recover",
@@ -191,6 +192,15 @@ class Fail:
     reason: str
 
 
+@dataclass(frozen=True)
+class HookFailed:
+    """An operator's hook (on_attention, on_done) exited non-zero or timed out."""
+
+    hook: str
+    status: str
+    error: str
+
+
 Event = (
     Answer
     | EditCriteria
@@ -212,4 +222,5 @@ Event = (
     | Wake
     | Recover
     | Fail
+    | HookFailed
 )

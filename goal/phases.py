@@ -137,6 +137,7 @@ def new_goal(
     settings: GoalSettings,
     now: datetime,
     criteria: tuple[Criterion, ...] = (),
+    start: dict[str, Any] | None = None,
 ) -> Transition:
     """A new goal: scoping (the lead's scope turn), or running at once if criteria are given."""
     if not objective.strip():
@@ -154,6 +155,7 @@ def new_goal(
         check_timeout=settings.check_timeout,
         replan_budget=settings.replan_budget,
         step_attempts=settings.step_attempts,
+        start=start,
     )
     t = _T(state, now)
     t.emit(
@@ -163,6 +165,7 @@ def new_goal(
         roster=dict(settings.roster),
         budget=_budget_dict(settings.budget),
         attempt_cap=settings.attempt_cap,
+        **({"start": start} if start else {}),
     )
     if criteria:
         _lock(t, criteria, statement=None, by="operator")
@@ -180,7 +183,7 @@ def step(state: GoalState, event: ev.Event, now: datetime) -> Transition:
     handler = _HANDLERS.get(type(event))
     if handler is None:
         raise TypeError(f"not a goal event: {event!r}")
-    if state.status in TERMINAL:
+    if state.status in TERMINAL and type(event) not in _EVEN_WHEN_TERMINAL:
         if type(event) in _OPERATOR:
             raise Refused(f"goal {state.id} is {state.status}")
         return Transition(state, (), ())  # late results for a finished goal change nothing
@@ -644,13 +647,19 @@ def _start_round(t: _T, turn: int, *, rerun: bool) -> None:
     s = t.state
     checks = tuple((c.id, c.check) for c in s.criteria if c.check is not None)
     model_needed = any(c.check is None for c in s.criteria)
-    t.set(turn=max(s.turn, turn), in_flight=InFlight(turn=turn, role="verifier", kind="verify", round=s.round))
+    prompt = prompts.verifier_prompt(s)
+    # The prompt rides in InFlight so the turn table stores it (`goal logs --prompts`); a
+    # round where only check commands run sends no prompt to anyone, so none is stored.
+    t.set(
+        turn=max(s.turn, turn),
+        in_flight=InFlight(turn=turn, role="verifier", kind="verify", round=s.round, prompt=prompt if model_needed else ""),
+    )
     t.emit("turn_started", turn=turn, role="verifier", kind="verify", round=s.round, **({"rerun": True} if rerun else {}))
     t.do(
         StartRound(
             round=s.round,
             turn=turn,
-            prompt=prompts.verifier_prompt(s),
+            prompt=prompt,
             checks=checks,
             model_needed=model_needed,
             timeout=s.check_timeout,
@@ -707,7 +716,7 @@ def _on_round_finished(t: _T, e: ev.RoundFinished) -> None:
                 t.set(
                     verifier_corrections=1,
                     turn=turn,
-                    in_flight=InFlight(turn=turn, role="verifier", kind="corrective", round=s.round),
+                    in_flight=InFlight(turn=turn, role="verifier", kind="corrective", round=s.round, prompt=prompt),
                 )
                 t.emit("turn_started", turn=turn, role="verifier", kind="corrective", round=s.round)
                 t.do(RunVerifierTurn(round=s.round, turn=turn, prompt=prompt))
@@ -914,6 +923,11 @@ def _on_recover(t: _T, e: ev.Recover) -> None:
 
 def _winding_down(s: GoalState) -> bool:
     return s.in_flight is not None and s.in_flight.kind == "wind_down" and not s.in_flight.interrupted
+
+
+def _on_hook_failed(t: _T, e: ev.HookFailed) -> None:
+    """Recorded, nothing else: a broken notification never moves a goal (done ones included)."""
+    t.emit("hook_failed", hook=e.hook, status=e.status, error=markers.collapse(e.error, _REASON_CAP))
 
 
 def _on_fail(t: _T, e: ev.Fail) -> None:
@@ -1216,6 +1230,7 @@ _HANDLERS: dict[type, Callable[[_T, Any], None]] = {
     ev.Wake: _on_wake,
     ev.Recover: _on_recover,
     ev.Fail: _on_fail,
+    ev.HookFailed: _on_hook_failed,
     ev.Answer: _on_answer,
     ev.EditCriteria: _on_edit_criteria,
     ev.Steer: _on_steer,
@@ -1230,3 +1245,5 @@ _HANDLERS: dict[type, Callable[[_T, Any], None]] = {
 _OPERATOR = frozenset(
     {ev.Answer, ev.EditCriteria, ev.Steer, ev.Pause, ev.Resume, ev.Cancel, ev.RaiseBudget, ev.Approve, ev.Signoff, ev.SendBack}
 )
+# Recorded whatever the status: the on_done hook runs after the goal is done.
+_EVEN_WHEN_TERMINAL = frozenset({ev.HookFailed})

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from .attention import attention_why, budget_use
 from .model import GoalState
 
 __all__ = ["goal_view", "summary_view"]
 
 
-def goal_view(s: GoalState) -> dict[str, Any]:
+def goal_view(s: GoalState, *, started_at: str | None = None, since: str | None = None) -> dict[str, Any]:
+    """`started_at` (when the in-flight turn started) and `since` (when the goal entered its
+    attention state) come from the timeline; the store's `Store.view` fills them in."""
     open_round = s.open_clarify
+    why = attention_why(s)
     return {
         "id": s.id,
         "objective": s.objective,
@@ -42,7 +46,15 @@ def goal_view(s: GoalState) -> dict[str, Any]:
         "turn": s.turn,
         "in_flight": None
         if s.in_flight is None
-        else {"turn": s.in_flight.turn, "role": s.in_flight.role, "kind": s.in_flight.kind, "round": s.in_flight.round, "interrupted": s.in_flight.interrupted},
+        else {
+            "turn": s.in_flight.turn,
+            "role": s.in_flight.role,
+            "kind": s.in_flight.kind,
+            "round": s.in_flight.round,
+            "interrupted": s.in_flight.interrupted,
+            "started_at": started_at,
+        },
+        "attention": None if why is None else {"why": why, "since": since, "reason": s.reason},
         "questions": None
         if open_round is None
         else {
@@ -74,6 +86,8 @@ def goal_view(s: GoalState) -> dict[str, Any]:
             "seconds": round(s.spend.seconds, 3),
         },
         "budget": {"tokens": s.budget.tokens, "seconds": s.budget.seconds, "cost_usd": s.budget.cost_usd},
+        "budget_use": budget_use(s),
+        "start": dict(s.start) if s.start else None,
         "retry_at": s.retry_at,
         "last_error": s.last_error,
     }
