@@ -44,12 +44,20 @@ def _register() -> None:
     from .demo import demo_command
     from .goal import goal_group
     from .keys import keys_group
-    from . import logs, wait  # noqa: F401  (they add `goal logs` and `goal wait`)
+    from . import logs, report, wait  # noqa: F401  (they add `goal logs`, `goal report`, `goal wait`)
     from .run import run_command, status_command
     from .worker import worker_command
 
-    for command in (brains_group, demo_command, goal_group, keys_group, run_command, status_command, worker_command):
+    from .completion import attach_goal_ids, completion_command
+    from .doctor import doctor_command
+    from .watch import watch_command
+
+    for command in (
+        brains_group, completion_command, demo_command, doctor_command, goal_group, keys_group, run_command,
+        status_command, watch_command, worker_command,
+    ):
         cli.add_command(command)
+    attach_goal_ids(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,15 +24,17 @@ _WAITS = {
 }
 
 
-def activity(g: dict[str, Any], now: datetime | None = None) -> str:
-    """What runs now: "lead turn 7 (work), 4m12s"; "" when nothing does."""
+def activity(g: dict[str, Any], now: datetime | None = None, *, compact: bool = False) -> str:
+    """What runs now: "lead turn 7 (work), 4m12s" ("4m12s lead#7 work" compact); "" when nothing does."""
     f = g.get("in_flight")
     if not f or f.get("interrupted"):
         return ""
+    elapsed = since_seconds(f.get("started_at"), now)
+    if compact:  # a table column: the clock first, so a narrow column still shows it
+        return (f"{duration(elapsed)} " if elapsed is not None else "") + f"{f['role']}#{f['turn']} {f['kind']}"
     what = f"{f['role']} turn {f['turn']} ({f['kind']})"
     if f.get("round"):
         what += f" round {f['round']}"
-    elapsed = since_seconds(f.get("started_at"), now)
     return f"{what}, {duration(elapsed)}" if elapsed is not None else what
 
 
