@@ -166,7 +166,8 @@ class GoalList(Screen):
         self.only_attention = False
         self._order: list[str] = []
 
-    COLUMNS = (("ID", "id", 8), ("STATUS", "status", 16), ("NEEDS YOU / DOING", "doing", 22), ("SPEND", "spend", 13), ("AGE", "age", 5))
+    # 80 columns: these take 70 (with padding); the objective gets the rest, less room for a scrollbar.
+    COLUMNS = (("ID", "id", 8), ("STATUS", "status", 16), ("WAITS / DOING", "doing", 18), ("SPEND", "spend", 13), ("AGE", "age", 5))
 
     def compose(self) -> ComposeResult:
         yield Static("", id="title")
@@ -185,13 +186,15 @@ class GoalList(Screen):
         table = self.query_one(DataTable)
         table.clear(columns=True)
         self._order = []
-        fixed = sum(w + 2 for _, _, w in self.COLUMNS)
-        self.objective_width = max(8, self.app.size.width - fixed - 4)
+        self.objective_width = self._objective_width()
         for label, key, width in self.COLUMNS + (("OBJECTIVE", "objective", self.objective_width),):
             table.add_column(label, key=key, width=width)
 
+    def _objective_width(self) -> int:
+        return max(4, self.app.size.width - sum(w + 2 for _, _, w in self.COLUMNS) - 6)
+
     def on_resize(self, event) -> None:
-        if hasattr(self, "objective_width") and self.objective_width != max(8, self.app.size.width - sum(w + 2 for _, _, w in self.COLUMNS) - 4):
+        if hasattr(self, "objective_width") and self.objective_width != self._objective_width():
             self._columns()
             self.show(self.goals)
 
@@ -410,7 +413,6 @@ class GoalView(Screen):
 
     def action_thread(self) -> None:
         self.app.push_screen(Thread(self.goal_id, _active_role(self.view)))
-        self.app.reload()
 
     def _act(self, question: str, op: str, args: dict[str, Any]) -> None:
         def decided(yes: bool | None) -> None:
@@ -499,6 +501,7 @@ class Thread(Screen):
 
     def on_mount(self) -> None:
         self._title()
+        self.app.reload()  # now that it can show what it reads
 
     def _title(self) -> None:
         t = Text(f" goal {self.goal_id} · {self.role}'s thread", style="bold")
@@ -615,6 +618,8 @@ class WatchApp(App):
     def _reload_now(self) -> None:
         self._pending = False
         self._last_load = time.monotonic()
+        if self._stop.is_set() or not self.screen_stack:
+            return  # quitting: a timer or a change outlived the screens
         screen = self.screen
         if isinstance(screen, GoalView):
             self._load_goal(screen, screen.goal_id, screen.last_seq)
@@ -627,7 +632,7 @@ class WatchApp(App):
     def _load_list(self) -> None:
         goals = self.store.list_goals()
         self.loads += 1
-        self.call_from_thread(self._show_list, goals)
+        self.call_from_thread(self._deliver, self._show_list, goals)
 
     def _show_list(self, goals: list[dict[str, Any]]) -> None:
         self.goals = goals
@@ -644,7 +649,7 @@ class WatchApp(App):
             self.call_from_thread(self.notify, exc.message, severity="error")
             return
         self.loads += 1
-        self.call_from_thread(screen.show, view, events)
+        self.call_from_thread(self._deliver, screen.show, view, events)
 
     @work(thread=True, exclusive=True, group="load")
     def _load_thread(self, screen: Thread, goal_id: str, role: str) -> None:
@@ -654,9 +659,20 @@ class WatchApp(App):
             self.call_from_thread(self.notify, exc.message, severity="error")
             return
         self.loads += 1
-        self.call_from_thread(screen.show, entries)
+        self.call_from_thread(self._deliver, screen.show, entries)
+
+    def _deliver(self, show: Callable[..., None], *args: Any) -> None:
+        """Hand a read to its screen, unless the operator has left that screen meanwhile."""
+        target = getattr(show, "__self__", None)
+        if isinstance(target, Screen) and (target not in self.screen_stack or not target.is_mounted):
+            return
+        if not self.screen_stack:
+            return
+        show(*args)
 
     def _tick(self) -> None:
+        if not self.screen_stack:
+            return
         screen = self.screen
         if isinstance(screen, (GoalList, GoalView)):
             screen.tick()
