@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from rich.text import Text
@@ -47,6 +47,9 @@ __all__ = ["WatchApp"]
 MIN_RELOAD = 0.25  # seconds between two reads of the store, however often it changes
 FEED_EVENTS = 200  # timeline events kept on a goal's screen
 THREAD_TURNS = 8  # replies shown on the thread screen
+FIRST_ROWS = 40  # goal rows in the first frame (more than any terminal shows) ...
+MORE_ROWS = 250  # ... and in each frame after it, until the list is complete
+RECENT_MARGIN = 10.0  # seconds: how far back an incremental read of the goal list looks
 REPLY_LINES = 40  # lines of one reply shown there
 
 _STATUS_STYLE = {
@@ -165,6 +168,7 @@ class GoalList(Screen):
         self.goals: list[dict[str, Any]] = []
         self.only_attention = False
         self._order: list[str] = []
+        self._shown: dict[str, tuple] = {}  # the cells on screen, by goal
 
     # 80 columns: these take 70 (with padding); the objective gets the rest, less room for a scrollbar.
     COLUMNS = (("ID", "id", 8), ("STATUS", "status", 16), ("WAITS / DOING", "doing", 18), ("SPEND", "spend", 13), ("AGE", "age", 5))
@@ -216,15 +220,17 @@ class GoalList(Screen):
         if order != self._order:
             current = self.selected()
             table.clear()
-            for gid in order:
-                table.add_row(*rows[gid], key=gid)
+            self._shown = {}
             self._order = order
-            if current in rows:
-                table.move_cursor(row=order.index(current))
+            self._fill(order, rows, 0, current)
         else:
-            for gid in order:
-                for key, value in zip(("id", "status", "doing", "spend", "age", "objective"), rows[gid]):
-                    table.update_cell(gid, key, value)
+            keys = ("id", "status", "doing", "spend", "age", "objective")
+            for gid in order[: len(self._shown)]:
+                before = self._shown.get(gid)
+                for i, value in enumerate(rows[gid]):
+                    if before is None or before[i] != value:  # only what changed: a clock, a status
+                        table.update_cell(gid, keys[i], value)
+                self._shown[gid] = rows[gid]
         if not goals:
             self.query_one("#title", Static).update(" crewctl watch · no goals yet: crewctl goal new OBJECTIVE ...")
         self._detail()
@@ -246,6 +252,21 @@ class GoalList(Screen):
     def goal_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._detail()
 
+    def _fill(self, order: list[str], rows: dict[str, tuple], start: int, current: str | None) -> None:
+        """Add rows a screenful at a time: the first frame comes at once, the rest of a long
+        list follows in the next frames (measuring a thousand rows takes half a second)."""
+        if order is not self._order:
+            return  # a newer list replaced this one meanwhile
+        table = self.query_one(DataTable)
+        chunk = FIRST_ROWS if start == 0 else MORE_ROWS
+        for gid in order[start : start + chunk]:
+            table.add_row(*rows[gid], key=gid)
+            self._shown[gid] = rows[gid]
+        if current in rows and order.index(current) < start + chunk and order.index(current) >= start:
+            table.move_cursor(row=order.index(current))
+        if start + chunk < len(order):
+            self.set_timer(0.02, lambda: self._fill(order, rows, start + chunk, current))
+
     def _cells(self, g: dict[str, Any], now: datetime) -> tuple:
         doing = mission.waits_for(g) if g.get("attention") or g["status"] == "paused" else mission.activity(g, now, compact=True)
         doing_text = Text(doing, style="yellow" if g.get("attention") else "", justify="left")
@@ -259,7 +280,24 @@ class GoalList(Screen):
         )
 
     def tick(self) -> None:
-        self.show(self.goals)
+        """Redraw the clocks: only rows whose cells can change by the second (a turn in
+        flight, an age under two days); the rest wait for the store to change."""
+        now = datetime.now(timezone.utc)
+        table = self.query_one(DataTable)
+        keys = ("id", "status", "doing", "spend", "age", "objective")
+        for g in self.goals:
+            gid = g["id"]
+            before = self._shown.get(gid)
+            if before is None:
+                continue
+            age = mission.since_seconds(g.get("created_at"), now) or 0
+            if not g.get("in_flight") and age > 2 * 86400:
+                continue
+            cells = self._cells(g, now)
+            for i, value in enumerate(cells):
+                if before[i] != value:
+                    table.update_cell(gid, keys[i], value)
+            self._shown[gid] = cells
 
     def selected(self) -> str | None:
         table = self.query_one(DataTable)
@@ -566,13 +604,17 @@ class WatchApp(App):
     """
     BINDINGS = [Binding("q", "quit", "quit")]
 
-    def __init__(self, store: Store, home: str, goal_id: str | None = None, *, feed: ChangeFeed | None = None) -> None:
+    def __init__(
+        self, store: Store, home: str, goal_id: str | None = None, *, goals: list[dict[str, Any]] | None = None, feed: ChangeFeed | None = None
+    ) -> None:
+        """`goals`: the list already read, with `feed` made before that read (so a write
+        after the read is seen)."""
         super().__init__()
         self.store = store
         self.home = home
         self.start_goal = goal_id
         self.feed = feed or ChangeFeed(store)
-        self.goals: list[dict[str, Any]] | None = None
+        self.goals: list[dict[str, Any]] | None = goals
         self.loads = 0  # reads of the store so far (tests and the benchmark look)
         self._stop = threading.Event()
         self._last_load = 0.0
@@ -580,8 +622,9 @@ class WatchApp(App):
         self.first_paint: float | None = None
 
     def on_mount(self) -> None:
-        self.goals = self.store.list_goals()  # the first frame already shows every goal
-        self.loads += 1
+        if self.goals is None:
+            self.goals = self.store.list_goals()  # the first frame already shows every goal
+            self.loads += 1
         self.push_screen(GoalList())
         if self.start_goal:
             self.open_goal(self.start_goal)
@@ -630,7 +673,17 @@ class WatchApp(App):
 
     @work(thread=True, exclusive=True, group="load")
     def _load_list(self) -> None:
-        goals = self.store.list_goals()
+        known = {g["id"]: g for g in self.goals or ()}
+        newest = max((g["updated_at"] for g in known.values()), default=None)
+        if newest is None:
+            goals = self.store.list_goals()
+        else:
+            # Only what was written since (less a margin: two goals' commits need not land in
+            # the order of their times), merged into what is on screen.
+            since = (datetime.fromisoformat(newest) - timedelta(seconds=RECENT_MARGIN)).isoformat()
+            for g in self.store.list_goals(updated_since=since):
+                known[g["id"]] = g
+            goals = sorted(known.values(), key=lambda g: (g["created_at"], g["id"]))
         self.loads += 1
         self.call_from_thread(self._deliver, self._show_list, goals)
 

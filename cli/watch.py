@@ -3,9 +3,12 @@ imported only when this command runs, so the other commands start as fast as bef
 
 from __future__ import annotations
 
+import threading
+
 import click
 
 from ._common import db_option, read_store, resolve_home
+from ._feed import ChangeFeed
 
 __all__ = ["watch_command"]
 
@@ -30,6 +33,12 @@ def watch_command(goal_id, db):
     store = read_store(db)
     if goal_id:
         goal_id = store.resolve_id(goal_id)  # a bad id is one line on stderr, before the screen opens
+    # Read the goals while Textual loads: the first frame then has them without waiting.
+    feed = ChangeFeed(store)
+    first: list = []
+    reader = threading.Thread(target=lambda: first.append(store.list_goals()), daemon=True)
+    reader.start()
     from .tui import WatchApp
 
-    WatchApp(store, resolve_home(), goal_id).run()
+    reader.join()
+    WatchApp(store, resolve_home(), goal_id, goals=first[0] if first else None, feed=feed).run()

@@ -986,27 +986,55 @@ class Store:
             raise NotFound(f"goal id prefix {ref!r} is ambiguous; give more characters")
         raise NotFound(f"no goal {ref}")
 
-    def list_goals(self) -> list[dict[str, Any]]:
+    def list_goals(self, updated_since: str | None = None) -> list[dict[str, Any]]:
         """Every goal, oldest first, with what `goal list` and `crewctl watch` show: spend
         and budget, the turn in flight (and when it started) and the attention state (and
-        since when). Four statements however many goals there are."""
+        since when). A few statements however many goals there are.
+
+        With `updated_since` (an ISO time), only the goals written at or after it: what a
+        dashboard that already holds the rest reads when something changed."""
         if self.empty:
             return []
 
         def read(tx: _Tx) -> tuple:
-            goals = tx.all('SELECT "id", "objective", "status", "reason", "created_at", "updated_at", "data", "workspace" FROM "goal" ORDER BY "created_at", "id"')
-            running = tx.all('SELECT "goal", "turn", "started_at" FROM "turn" WHERE "status" = ?', ("running",))
+            where, params = ("", ()) if updated_since is None else (' WHERE "updated_at" >= ?', (updated_since,))
+            goals = tx.all(
+                'SELECT "id", "objective", "status", "reason", "created_at", "updated_at", "data", "workspace" '
+                f'FROM "goal"{where} ORDER BY "created_at", "id"', params,
+            )
+            if not goals:
+                return goals, [], []
             asking = tx.all('SELECT DISTINCT "goal" FROM "clarify_round" WHERE "answers" IS NULL')
-            entries = tx.all(_ENTRY_SQL, _ENTRY_TYPES)
-            return goals, running, asking, entries
+            if updated_since is None or len(goals) > 100:
+                entries = tx.all(_ENTRY_SQL, _ENTRY_TYPES)
+            else:  # a few goals: their newest entry events by primary key, not a scan of every event
+                entries = []
+                for g in goals:
+                    for type_ in _ENTRY_TYPES:
+                        row = tx.one('SELECT "at" FROM "event" WHERE "goal" = ? AND "type" = ? ORDER BY "seq" DESC LIMIT 1', (g[0], type_))
+                        if row:
+                            entries.append((g[0], type_, row[0]))
+            return goals, asking, entries
 
-        rows, running, asking, entries = self._read(read)
-        started = {(g, turn): at for g, turn, at in running}
+        rows, asking, entries = self._read(read)
+        flights = {}
+        for row in rows:
+            data = json.loads(row[6])
+            flights[row[0]] = data
+        # When each in-flight turn started: by primary key, for the few goals with one.
+        wanted = [(gid, d["in_flight"]["turn"]) for gid, d in flights.items() if d.get("in_flight")]
+        started: dict[tuple[str, int], str] = {}
+        for i in range(0, len(wanted), 400):
+            part = wanted[i : i + 400]
+            where = " OR ".join(['("goal" = ? AND "turn" = ?)'] * len(part))
+            params = [x for pair in part for x in pair]
+            for g, turn, at in self._read(lambda tx: tx.all(f'SELECT "goal", "turn", "started_at" FROM "turn" WHERE {where}', params)):
+                started[(g, turn)] = at
         asking_ids = {r[0] for r in asking}
         entered = {(g, type_): at for g, type_, at in entries}
         out = []
-        for gid, objective, status, reason, created_at, updated_at, data, workspace in rows:
-            data = json.loads(data)
+        for gid, objective, status, reason, created_at, updated_at, _, workspace in rows:
+            data = flights[gid]
             flight = data.get("in_flight")
             why = status if status in ATTENTION else ("awaiting_input" if status == "scoping" and gid in asking_ids else None)
             since = None

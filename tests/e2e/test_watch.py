@@ -204,8 +204,11 @@ def test_the_list_fits_80_columns_and_the_needs_you_filter_hides_working_goals(s
 # -- a real terminal ---------------------------------------------------------------------------
 
 
+_SOCKET = f"crewctl-test-{os.getpid()}"  # a tmux server of our own, shared with no other test run
+
+
 def _tmux(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True)
+    return subprocess.run(["tmux", "-L", _SOCKET, *args], capture_output=True, text=True)
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it)")
@@ -227,3 +230,4 @@ def test_watch_in_a_real_terminal_shows_the_goal_and_quits_on_q(sup, passed_goal
         wait_until(lambda: _tmux("has-session", "-t", session).returncode != 0, timeout=30, message="watch to quit on q")
     finally:
         _tmux("kill-session", "-t", session)
+        _tmux("kill-server")
