@@ -27,14 +27,14 @@ def cli(ctx: click.Context, home: str | None) -> None:
     Start a supervisor, then give it a goal:
       crewctl run &
       crewctl goal new "make the tests pass" --criterion "tests pass" --check "pytest -q"
-      crewctl goal events ID --follow
+      crewctl watch                  # every goal, live; or goal logs ID --follow
 
     Only an anonymous verifier (or crewctl's own check commands) can pass a goal's gate;
     the operator signs off. `crewctl demo` shows the whole loop in a minute.
 
     \b
     Exit codes: 0 ok, 1 error, 2 usage, 3 refused by the goal's rules (wrong status,
-    stale answer), 4 no supervisor reachable.
+    stale answer), 4 no supervisor reachable, 5 `goal wait` timed out.
     """
     ctx.obj = {"home": home}
 

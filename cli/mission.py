@@ -73,13 +73,13 @@ def spend_fraction(g: dict[str, Any]) -> float | None:
 def spend_summary(g: dict[str, Any]) -> str:
     u = g.get("usage") or {}
     tokens = u.get("input_tokens", 0) + u.get("output_tokens", 0)
-    text = f"{_count(tokens)} tok"
+    text = f"{count_text(tokens)} tok"
     if u.get("cost_usd"):
         text += f" ${u['cost_usd']:.2f}"
     return text
 
 
-def _count(n: float) -> str:
+def count_text(n: float) -> str:
     if n >= 1_000_000:
         return f"{n / 1_000_000:.1f}M"
     if n >= 10_000:

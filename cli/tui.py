@@ -170,8 +170,13 @@ class GoalList(Screen):
         self._order: list[str] = []
         self._shown: dict[str, tuple] = {}  # the cells on screen, by goal
 
-    # 80 columns: these take 70 (with padding); the objective gets the rest, less room for a scrollbar.
-    COLUMNS = (("ID", "id", 8), ("STATUS", "status", 16), ("WAITS / DOING", "doing", 18), ("SPEND", "spend", 13), ("AGE", "age", 5))
+    # At 80 columns these take 70 (with padding) and the objective gets the rest, less room
+    # for a scrollbar; a wider terminal gives "waits / doing" more first (see _widths).
+    COLUMNS = (("ID", "id", 8), ("STATUS", "status", 16), ("WAITS / DOING", "doing", 17), ("SPEND", "spend", 14), ("AGE", "age", 5))
+
+    def _widths(self) -> tuple:
+        extra = max(0, self.app.size.width - 80)
+        return tuple((label, key, width + (min(extra // 2, 23) if key == "doing" else 0)) for label, key, width in self.COLUMNS)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="title")
@@ -191,11 +196,11 @@ class GoalList(Screen):
         table.clear(columns=True)
         self._order = []
         self.objective_width = self._objective_width()
-        for label, key, width in self.COLUMNS + (("OBJECTIVE", "objective", self.objective_width),):
+        for label, key, width in self._widths() + (("OBJECTIVE", "objective", self.objective_width),):
             table.add_column(label, key=key, width=width)
 
     def _objective_width(self) -> int:
-        return max(4, self.app.size.width - sum(w + 2 for _, _, w in self.COLUMNS) - 6)
+        return max(4, self.app.size.width - sum(w + 2 for _, _, w in self._widths()) - 6)
 
     def on_resize(self, event) -> None:
         if hasattr(self, "objective_width") and self.objective_width != self._objective_width():
@@ -269,7 +274,8 @@ class GoalList(Screen):
 
     def _cells(self, g: dict[str, Any], now: datetime) -> tuple:
         doing = mission.waits_for(g) if g.get("attention") or g["status"] == "paused" else mission.activity(g, now, compact=True)
-        doing_text = Text(doing, style="yellow" if g.get("attention") else "", justify="left")
+        width = self._widths()[2][2]
+        doing_text = Text(_clip(doing, width), style="yellow" if g.get("attention") else "", justify="left")
         return (
             g["id"],
             _status_text(g["status"]),
@@ -422,7 +428,8 @@ class GoalView(Screen):
             for use in uses:
                 t.append(f"{use['budget']} ")
                 t.append(mission.bar(use["percent"] / 100, 8), style="red" if use["percent"] >= 90 else "cyan")
-                t.append(f" {use['percent']:.0f}%  ")
+                limit = mission.count_text(use["limit"]) if use["budget"] == "tokens" else duration(use["limit"]) if use["budget"] == "seconds" else f"${use['limit']:g}"
+                t.append(f" {use['percent']:.0f}% of {limit}  ")
         else:
             t.append(mission.spend_summary(g) + " (no budget)")
         self.query_one("#summary", Static).update(t)
