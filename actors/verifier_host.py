@@ -5,23 +5,45 @@ its working directory; it knows nothing but what arrives on stdin. It reads one 
 per line and writes one JSON result per line, serving the round's turns (the verdict and at
 most one corrective turn) in one brand-new session, then exits when stdin closes.
 
-    job:    {"spec", "prompt", "goal", "session", "turn", "round", "timeout", "config"}
+    job:    {"spec", "prompt", "goal", "session", "turn", "round", "timeout", "sandbox", "config"}
     result: {"ok": true, "text", "usage", "pid"} | {"ok": false, "error", "kind", "pid"}
+
+The host is crewctl's own code and runs outside the sandbox; the brain process it starts
+runs inside the job's sandbox (crewctl.sandbox). `--parent PID` ties the host to its
+supervisor: the kernel kills it when the supervisor dies, however it dies, so a verifier
+never outlives the run that started it (and its sandbox dies with it).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import sys
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the supervisor's own kill is what remains
+        return
+    if os.getppid() != parent:  # the supervisor died before the request took hold
+        os._exit(1)
 
 
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--parent" and sys.argv[2].isdigit():
+        _die_with(int(sys.argv[2]))
     # Imports inside main: the process starts from a scrubbed environment, and a broken
     # install should still produce one JSON line the daemon can read.
     from ..brains import Message, TurnRequest, resolve
     from ..config import Config
     from ..exceptions import CrewError, turn_failure_kind
+    from ..sandbox import SandboxPolicy
 
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing a brain prints may corrupt the result channel
@@ -41,6 +63,7 @@ def main() -> int:
                 round=int(job["round"]),
                 timeout=job.get("timeout"),
                 history=tuple(history) if getattr(brain, "wants_history", False) else (),
+                sandbox=SandboxPolicy.from_dict(job["sandbox"]) if job.get("sandbox") else None,
             )
             reply = brain.run(request)
             history += [Message("user", job["prompt"]), Message("assistant", reply.text)]

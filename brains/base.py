@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol
+from typing import TYPE_CHECKING, Mapping, Protocol
+
+if TYPE_CHECKING:
+    from ..sandbox import SandboxPolicy
 
 __all__ = ["Brain", "Message", "TurnReply", "TurnRequest", "Usage", "MAX_REPLY_BYTES"]
 
@@ -70,6 +73,9 @@ class TurnRequest:
     history: tuple[Message, ...] = ()  # earlier messages of this session (API brains)
     resume_ref: str | None = None  # the brain's own session id from an earlier turn (CLIs)
     cancel: threading.Event | None = field(default=None, compare=False)
+    # Where a subprocess brain's process runs (crewctl.sandbox); None: unsandboxed. Brains
+    # that run in crewctl's own process (the HTTP ones, scripted) start no process to wrap.
+    sandbox: "SandboxPolicy | None" = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

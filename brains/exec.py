@@ -18,10 +18,14 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from ..exceptions import BrainConfigError, BrainCrashed, BrainError, ConfigError
 from .base import MAX_REPLY_BYTES, TurnReply, TurnRequest, Usage
+
+if TYPE_CHECKING:
+    from ..sandbox import SandboxPolicy
 
 __all__ = ["Bounded", "ExecBrain", "ProcessResult", "brain_env", "check_exit", "run_bounded", "run_process", "usage_from_file"]
 
@@ -80,18 +84,27 @@ def run_bounded(
     cancel: threading.Event | None = None,
     max_output: int = MAX_REPLY_BYTES,
     keep_tail: bool = False,
+    sandbox: "SandboxPolicy | None" = None,
 ) -> Bounded:
     """Run a process in its own process group, bounded in time and output; never hangs.
 
-    The one place crewctl starts an agent or a check command. A timeout, a cancel or more
-    than `max_output` bytes on stdout kills the whole group, unless `keep_tail`: then only the
-    last `max_output` bytes are kept (a check command may be as chatty as it likes).
+    The one place crewctl starts an agent or a check command. Given a sandbox policy, the
+    command runs inside it (crewctl.sandbox), and is on the policy's ledger while it runs.
+    A timeout, a cancel or more than `max_output` bytes on stdout kills the whole group (with
+    a sandbox: everything the command started, setsid or not), unless `keep_tail`: then only
+    the last `max_output` bytes are kept (a check command may be as chatty as it likes).
     Raises OSError if it cannot start.
     """
     started = time.monotonic()
+    argv = sandbox.wrap(command) if sandbox is not None else command
+    ledger = None
+    if sandbox is not None and sandbox.ledger:
+        from ..sandbox import Ledger
+
+        ledger = Ledger(sandbox.ledger)
     proc = subprocess.Popen(
-        command,
-        shell=isinstance(command, str),
+        argv,
+        shell=isinstance(argv, str),
         cwd=cwd,
         env=dict(env),
         stdin=subprocess.PIPE,
@@ -99,12 +112,18 @@ def run_bounded(
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
+    if ledger is not None:
+        ledger.record(proc.pid)
     out = _Collector(proc.stdout, max_output, keep_tail=keep_tail)
     err = _Collector(proc.stderr, _STDERR_KEEP, keep_tail=True)
     feeder = threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True)
     for t in (out, err, feeder):
         t.start()
-    killed = _wait(proc, started + timeout, cancel, out)
+    try:
+        killed = _wait(proc, started + timeout, cancel, out)
+    finally:
+        if ledger is not None:
+            ledger.forget(proc.pid)
     for t in (out, err, feeder):
         t.join(timeout=5)
     return Bounded(
@@ -133,11 +152,24 @@ def run_process(
     if not os.path.isdir(request.workdir):
         raise BrainError(f"working directory {request.workdir} does not exist")
     timeout = request.timeout or DEFAULT_TIMEOUT
-    with tempfile.TemporaryDirectory(prefix="crewctl-turn-") as scratch:
+    sandbox = request.sandbox
+    scratch_root = sandbox.scratch_root if sandbox is not None else None
+    if scratch_root:
+        os.makedirs(scratch_root, mode=0o700, exist_ok=True)
+    # The turn's scratch (its usage file and, sandboxed, its TMPDIR) lies inside crewctl's
+    # masked home when sandboxed, so no other agent can see another turn's files.
+    with tempfile.TemporaryDirectory(prefix="crewctl-turn-", dir=scratch_root) as scratch:
         usage_path = os.path.join(scratch, "usage.json")
         env = brain_env(request, usage_path)
         if extra_env:
             env.update(extra_env)
+        if sandbox is not None:
+            if sandbox.tmpdir is None:
+                tmpdir = os.path.join(scratch, "tmp")
+                os.mkdir(tmpdir)
+                sandbox = replace(sandbox, tmpdir=tmpdir)
+                env["TMPDIR"] = tmpdir
+            sandbox = sandbox.with_writable(scratch)
         try:
             done = run_bounded(
                 command,
@@ -146,6 +178,7 @@ def run_process(
                 stdin=request.prompt.encode() if stdin is None else stdin,
                 timeout=timeout,
                 cancel=request.cancel,
+                sandbox=sandbox,
             )
         except FileNotFoundError as exc:
             raise BrainConfigError(f"cannot start {_name(command)}: {exc.strerror}") from None

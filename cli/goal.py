@@ -79,6 +79,8 @@ def _render_goal(g: dict[str, Any]) -> str:
     if g.get("reason"):
         lines.append(f"  reason:    {g['reason']}")
     lines += mission.now_lines(g)
+    if g.get("unsandboxed"):
+        lines.append("  sandbox:   off: this goal's agents ran unsandboxed (`crewctl run --sandbox off`); see `goal events`")
     lines.append(f"  gate:      round {g['round']}, held {g['attempt']} time(s) this run (cap {g['attempt_cap']})")
     if g["criteria"]:
         lines.append("  criteria:")

@@ -27,8 +27,11 @@ __all__ = ["run_command", "status_command"]
               help="Heartbeat interval with agent hosts; a host silent for 3 intervals is dead.")
 @click.option("--curve", is_flag=True,
               help="Require CURVE keys on the agents endpoint even on loopback (always on beyond loopback; `crewctl keys init`).")
+@click.option("--sandbox", type=click.Choice(["on", "off"]), default=None,
+              help="Run every agent turn and check command in crewctl's sandbox (default: on, or [sandbox] mode "
+                   "in the config). `off` is recorded in every goal's timeline as `unsandboxed`.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
-def run_command(listen, local_workers, db, grace, turn_timeout, heartbeat, curve, quiet):
+def run_command(listen, local_workers, db, grace, turn_timeout, heartbeat, curve, sandbox, quiet):
     """Start the supervisor in the foreground; it resumes every live goal.
 
     \b
@@ -52,6 +55,7 @@ def run_command(listen, local_workers, db, grace, turn_timeout, heartbeat, curve
             turn_timeout=turn_timeout,
             heartbeat=heartbeat,
             curve=curve,
+            sandbox=sandbox,
         )
     )
     sys.exit(code)
@@ -71,6 +75,8 @@ def status_command(as_json):
     click.echo(f"  control:  {d['control']}")
     click.echo(f"  agents:   {d['listen']}")
     click.echo(f"  goals:    {d['goals']} live")
+    if d.get("sandbox"):
+        click.echo(f"  sandbox:  {d['sandbox']}")
     hosts = status.get("hosts") or []
     click.echo(f"  hosts:    {len(hosts)}")
     for h in hosts:

@@ -33,8 +33,10 @@ __all__ = ["worker_command"]
               help="Where worker turns run on this machine.")
 @click.option("--heartbeat", type=click.FloatRange(min=0.05), default=1.0, show_default=True, metavar="SECONDS",
               help="Heartbeat interval (the supervisor's, if shorter, wins); 3 silent intervals mean it is gone.")
+@click.option("--sandbox", type=click.Choice(["on", "off"]), default=None,
+              help="Run worker turns in crewctl's sandbox (default: on, or [sandbox] mode in this machine's config).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
-def worker_command(endpoint, name, lanes, spec, concurrency, key_file, server_key_file, workdir, heartbeat, quiet):
+def worker_command(endpoint, name, lanes, spec, concurrency, key_file, server_key_file, workdir, heartbeat, sandbox, quiet):
     """Attach an agent host that serves worker turns (foreground; Ctrl-C or SIGTERM leaves).
 
     \b
@@ -69,8 +71,15 @@ def worker_command(endpoint, name, lanes, spec, concurrency, key_file, server_ke
             raise UsageError(f"lane {lane!r} is longer than {protocol.MAX_LANE} characters")
     if len(lane_list) > protocol.MAX_LANES:
         raise UsageError(f"at most {protocol.MAX_LANES} lanes")
+    from ..sandbox import Sandbox
+
+    # This machine's sandbox: its own config, its own home masked, its own ledger.
+    box = Sandbox.from_config(config, home, sandbox)
+    box.ledger.reap()
+    if not box.enabled:
+        logging.getLogger("crewctl.worker").warning("worker turns run UNSANDBOXED (--sandbox off / [sandbox] mode = \"off\")")
     settings = HostSettings(endpoint="", name=name or "", lanes=tuple(lane_list), concurrency=concurrency, spec=spec,
-                            workdir=os.path.abspath(workdir), heartbeat=heartbeat, config=config)
+                            workdir=os.path.abspath(workdir), heartbeat=heartbeat, config=config, sandbox=box)
     if not protocol.NAME_RE.match(settings.name) or len(settings.name) > protocol.MAX_NAME:
         raise UsageError(f"a host name is letters, digits and . _ @ : + - (at most {protocol.MAX_NAME}), not {settings.name!r}")
 

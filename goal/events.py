@@ -24,6 +24,7 @@ __all__ = [
     "Pause",
     "RaiseBudget",
     "Recover",
+    "Unsandboxed",
     "Resume",
     "RoundFinished",
     "SendBack",
@@ -183,6 +184,13 @@ class Wake:
 
 
 @dataclass(frozen=True)
+class Unsandboxed:
+    """The supervisor runs this goal's agents without a sandbox (`crewctl run --sandbox off`)."""
+
+    why: str
+
+
+@dataclass(frozen=True)
 class Recover:
     """The supervisor (re)started with this goal loaded from the store."""
 
@@ -221,6 +229,7 @@ Event = (
     | StepFailed
     | Wake
     | Recover
+    | Unsandboxed
     | Fail
     | HookFailed
 )

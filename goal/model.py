@@ -212,6 +212,9 @@ class GoalState:
     # Where the workspace stood when the goal was created (e.g. {"kind": "git", "commit":
     # sha}), so the report can list the files changed since; None if it could not be told.
     start: Mapping[str, Any] | None = None
+    # Sticky: some turn of this goal ran without crewctl's sandbox (`crewctl run --sandbox
+    # off`), so its result was not produced under the seal. The timeline says which runs.
+    unsandboxed: bool = False
 
     @property
     def open_clarify(self) -> ClarifyRound | None:

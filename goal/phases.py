@@ -901,6 +901,11 @@ def _on_actor_crashed(t: _T, e: ev.ActorCrashed) -> None:
         _rerun_in_flight(t, new_session=True)
 
 
+def _on_unsandboxed(t: _T, e: ev.Unsandboxed) -> None:
+    t.set(unsandboxed=True)
+    t.emit("unsandboxed", why=markers.collapse(e.why, _REASON_CAP))
+
+
 def _on_recover(t: _T, e: ev.Recover) -> None:
     """The supervisor (re)started with this goal: pick up whatever was in flight."""
     s = t.state
@@ -1229,6 +1234,7 @@ _HANDLERS: dict[type, Callable[[_T, Any], None]] = {
     ev.StepFailed: _on_step_failed,
     ev.Wake: _on_wake,
     ev.Recover: _on_recover,
+    ev.Unsandboxed: _on_unsandboxed,
     ev.Fail: _on_fail,
     ev.HookFailed: _on_hook_failed,
     ev.Answer: _on_answer,

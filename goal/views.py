@@ -88,6 +88,7 @@ def goal_view(s: GoalState, *, started_at: str | None = None, since: str | None 
         "budget": {"tokens": s.budget.tokens, "seconds": s.budget.seconds, "cost_usd": s.budget.cost_usd},
         "budget_use": budget_use(s),
         "start": dict(s.start) if s.start else None,
+        "unsandboxed": s.unsandboxed,
         "retry_at": s.retry_at,
         "last_error": s.last_error,
     }

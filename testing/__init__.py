@@ -9,14 +9,17 @@ Everything runs the installed `crewctl` binary as a subprocess, and waits on con
 with deadlines, never on fixed sleeps.
 """
 
-from .agents import PASS_EVERY_CRITERION, READY_EVERY_TURN, write_agent
+from .agents import AGENT_STATE, PASS_EVERY_CRITERION, READY_EVERY_TURN, agent_state_dir, lock_is_held, write_agent
 from .process import CliResult, Supervisor, crewctl_binary, run_cli, wait_until
 
 __all__ = [
+    "AGENT_STATE",
     "CliResult",
     "PASS_EVERY_CRITERION",
     "READY_EVERY_TURN",
     "Supervisor",
+    "agent_state_dir",
+    "lock_is_held",
     "crewctl_binary",
     "run_cli",
     "wait_until",

@@ -86,15 +86,32 @@ class Supervisor:
         env: dict[str, str] | None = None,
         db: str | None = None,
         start: bool = True,
+        config: str = "",
+        env_allow: Iterable[str] = (),
     ) -> None:
         self.root = str(tmp_path)
         self.home = home or os.path.join(self.root, "home")
         self.args = list(args)
         self.env = dict(env or {})
+        if "CREWCTL_CONFIG" not in self.env:
+            self.env["CREWCTL_CONFIG"] = self.write_config(config, env_allow=env_allow)
         self.db = db
         self.proc: subprocess.Popen | None = None
         self.log_path = os.path.join(self.root, "supervisor.log")
         self._start_now = start
+
+    def write_config(self, extra: str = "", *, env_allow: Iterable[str] = ()) -> str:
+        """The config this supervisor and its CLI calls read: agents run sandboxed as users'
+        would, with the test agents' state folder writable (crewctl.testing.agents) and
+        `env_allow` passed to them beyond the allowlist."""
+        from .agents import AGENT_STATE
+
+        state = os.path.join(self.root, AGENT_STATE)
+        os.makedirs(state, exist_ok=True)
+        path = os.path.join(self.root, "crewctl-test-config.toml")
+        with open(path, "w") as f:
+            f.write(f"[sandbox]\nwritable = [{json.dumps(state)}]\nenv_allow = {json.dumps(list(env_allow))}\n\n{extra}")
+        return path
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -220,4 +237,7 @@ class Supervisor:
                     return e
             return None
 
-        return wait_until(found, timeout=timeout, interval=0.1, message=f"a {type_} event on goal {goal_id}")
+        try:
+            return wait_until(found, timeout=timeout, interval=0.1, message=f"a {type_} event on goal {goal_id}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- events\n{json.dumps(self.events(goal_id), indent=1)[-6000:]}\n--- supervisor log\n{self.log()[-3000:]}") from None

@@ -39,6 +39,7 @@ from zmq.utils.monitor import recv_monitor_message
 from .. import brains
 from ..brains import TurnRequest
 from ..exceptions import BrainConfigError, BrainError, ConfigError, ProtocolError, turn_failure_kind
+from ..sandbox import brain_kind
 from . import protocol
 from .wake import WakePipe
 from .codec import MAX_FRAME, message, pack, unpack
@@ -74,6 +75,7 @@ class HostSettings:
     config: Any = None  # crewctl.config.Config for brains.resolve
     brain_factory: BrainFactory | None = None
     turn_timeout: float | None = None  # a cap of our own on top of the task's timeout
+    sandbox: Any = None  # crewctl.sandbox.Sandbox every worker turn runs in; None: unsandboxed
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -362,6 +364,9 @@ class AgentHost:
             if not os.path.isdir(workdir):
                 raise BrainConfigError(f"working directory {workdir} does not exist on host {self.s.name}")
             brain = self._brain(spec)
+            env, policy = None, None
+            if self.s.sandbox is not None:
+                env, policy = self.s.sandbox.for_turn("worker", workdir, kind=brain_kind(spec, self.s.config))
             before = snapshot_tree(workdir)
             timeout = task.get("timeout")
             if self.s.turn_timeout:
@@ -376,6 +381,8 @@ class AgentHost:
                     workdir=workdir,
                     timeout=timeout,
                     cancel=running.cancel,
+                    env=env,
+                    sandbox=policy,
                 )
             )
             text = reply.text

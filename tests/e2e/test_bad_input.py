@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from crewctl.testing import READY_EVERY_TURN, Supervisor, crewctl_binary, run_cli, write_agent
+from crewctl.testing import AGENT_STATE, READY_EVERY_TURN, Supervisor, crewctl_binary, run_cli, write_agent
 
 
 def assert_one_line(result, code: int, *words: str) -> None:
@@ -43,7 +43,7 @@ def running_goal(sup, tmp_path):
     ws.mkdir()
     goal = sup.new_goal("x", "--criterion", "c", "--check", "true", lead=lead, workspace=str(ws))
     yield goal
-    (tmp_path / "lead.state" / "stop").write_text("1")
+    (tmp_path / AGENT_STATE / "lead.state" / "stop").write_text("1")
 
 
 def ready_lead(tmp_path) -> str:

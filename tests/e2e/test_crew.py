@@ -12,7 +12,7 @@ import signal
 
 import pytest
 
-from crewctl.testing import Supervisor, run_cli, wait_until, write_agent
+from crewctl.testing import AGENT_STATE, Supervisor, run_cli, wait_until, write_agent
 from crewctl.testing.hosts import RawPeer, WorkerProcess, status, wait_for_host
 from crewctl.transport import keys
 from crewctl.transport.codec import message
@@ -83,8 +83,8 @@ def test_two_workers_serve_a_four_step_plan_and_a_killed_workers_task_is_finishe
     steps = [{"title": "write a"}, {"title": "hang then write b"}, {"title": "write c"}, {"title": "write d"}]
     lead = write_agent(tmp_path, "lead", lead_that_plans(steps))
     worker = write_agent(tmp_path, "worker", WORKER)
-    state = tmp_path / "worker.state"
-    with Supervisor(tmp_path, args=[*FAST, "--local-workers", "0"]) as sup:
+    state = tmp_path / AGENT_STATE / "worker.state"
+    with Supervisor(tmp_path, env_allow=["TEST_WORKER"], args=[*FAST, "--local-workers", "0"]) as sup:
         alpha = WorkerProcess(sup, "alpha", "--workdir", ws, env={"TEST_WORKER": "alpha"}).start()
         beta = WorkerProcess(sup, "beta", "--workdir", ws, env={"TEST_WORKER": "beta"}).start()
         workers = {"alpha": alpha, "beta": beta}
@@ -130,8 +130,8 @@ def test_two_workers_serve_a_four_step_plan_and_a_killed_workers_task_is_finishe
 def test_a_frozen_workers_late_result_is_recorded_as_late_and_never_completes_the_step_twice(tmp_path, ws):
     lead = write_agent(tmp_path, "lead", lead_that_plans([{"title": "stall then write"}]))
     worker = write_agent(tmp_path, "worker", WORKER)
-    state = tmp_path / "worker.state"
-    with Supervisor(tmp_path, args=[*FAST, "--local-workers", "0"]) as sup:
+    state = tmp_path / AGENT_STATE / "worker.state"
+    with Supervisor(tmp_path, env_allow=["TEST_WORKER"], args=[*FAST, "--local-workers", "0"]) as sup:
         workers = {name: WorkerProcess(sup, name, "--workdir", ws, env={"TEST_WORKER": name}).start() for name in ("alpha", "beta")}
         try:
             for name in workers:
@@ -160,7 +160,7 @@ def test_a_frozen_workers_late_result_is_recorded_as_late_and_never_completes_th
 
 
 def test_a_worker_restarted_with_the_same_name_before_it_is_missed_takes_over_its_name(tmp_path):
-    with Supervisor(tmp_path, args=["--heartbeat", "5", "--local-workers", "0"]) as sup:
+    with Supervisor(tmp_path, env_allow=["TEST_WORKER"], args=["--heartbeat", "5", "--local-workers", "0"]) as sup:
         with WorkerProcess(sup, "box", heartbeat=5) as first:
             wait_for_host(sup, "box", pid=first.pid)
             first.kill()
@@ -174,7 +174,7 @@ def test_a_step_needing_approval_waits_then_runs_after_approve(tmp_path, ws):
     steps = [{"title": "write a"}, {"title": "write b after sign-off", "needs_approval": True}]
     lead = write_agent(tmp_path, "lead", lead_that_plans(steps))
     worker = write_agent(tmp_path, "worker", WORKER)
-    with Supervisor(tmp_path, args=FAST) as sup:
+    with Supervisor(tmp_path, env_allow=["TEST_WORKER"], args=FAST) as sup:
         goal = sup.new_goal("guarded", "--criterion", "both", "--check", files_check("s1.txt", "s2.txt"), lead=lead, worker=worker, workspace=ws)
         sup.wait_for_event(goal, "step_finished", where=lambda e: e["payload"]["step"] == "s1")
         view = sup.show(goal)
@@ -196,7 +196,7 @@ def test_a_step_needing_approval_waits_then_runs_after_approve(tmp_path, ws):
 def test_a_failing_step_is_retried_then_replanned_then_the_goal_blocks_on_the_replan_budget(tmp_path, ws):
     lead = write_agent(tmp_path, "lead", lead_that_plans([{"title": "fail every time"}], then="plan"))
     worker = write_agent(tmp_path, "worker", WORKER)
-    with Supervisor(tmp_path, args=FAST) as sup:
+    with Supervisor(tmp_path, env_allow=["TEST_WORKER"], args=FAST) as sup:
         goal = sup.new_goal("doomed", "--criterion", "never", "--check", "false", "--step-attempts", "2",
                             "--replan-budget", "1", lead=lead, worker=worker, workspace=ws)
         view = sup.wait_for_status(goal, "blocked", timeout=45)
@@ -221,7 +221,7 @@ def test_with_curve_an_unknown_key_gets_no_task_and_its_forged_result_is_not_rec
     steps = [{"title": "write a here"}, {"title": "write b remotely", "lane": "remote"}]
     lead = write_agent(tmp_path, "lead", lead_that_plans(steps))
     worker = write_agent(tmp_path, "worker", WORKER)
-    with Supervisor(tmp_path, home=home, args=[*FAST, "--curve"]) as sup:
+    with Supervisor(tmp_path, home=home, env_allow=["TEST_WORKER"], args=[*FAST, "--curve"]) as sup:
         with WorkerProcess(sup, "rogue", "--lanes", "remote", "--workdir", ws, "--key", f"{out}/rogue.key_secret") as rogue:
             goal = sup.new_goal("curve", "--criterion", "both", "--check", files_check("s1.txt", "s2.txt"), lead=lead, worker=worker, workspace=ws)
             # The in-process host still works with CURVE on (a key allowed in memory).

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 
-from crewctl.testing import PASS_EVERY_CRITERION, READY_EVERY_TURN, Supervisor, wait_until, write_agent
+from crewctl.testing import AGENT_STATE, PASS_EVERY_CRITERION, READY_EVERY_TURN, Supervisor, wait_until, write_agent
 
 
 
@@ -99,7 +99,7 @@ def test_the_verifier_sees_nothing_of_the_leads_session(tmp_path, ws):
             open(os.path.join(state_dir, "session"), "w").write(env["CREWCTL_SESSION"])
             marker("READY", {"summary": "notes written"})
         """)
-        probe = tmp_path / "verifier-saw.json"
+        probe = tmp_path / AGENT_STATE / "v.state" / "saw.json"  # the one place it may write outside its copy
         verifier = write_agent(tmp_path, "v", f"""
             listing = []
             for root, dirs, files in os.walk("."):
@@ -118,7 +118,7 @@ def test_the_verifier_sees_nothing_of_the_leads_session(tmp_path, ws):
         goal = sup.new_goal("write notes", "--criterion", "notes exist", lead=lead, verifier=verifier, workspace=ws)
         sup.wait_for_status(goal, "awaiting_signoff")
         saw = json.loads(probe.read_text())
-        lead_session = (tmp_path / "lead.state" / "session").read_text()
+        lead_session = (tmp_path / AGENT_STATE / "lead.state" / "session").read_text()
         everything = json.dumps(saw)
         assert "reply-secret-0815" not in everything
         assert "env-secret-4711" not in everything and secret_env not in saw["env"]
@@ -147,11 +147,11 @@ def test_a_steer_sent_while_the_lead_works_reaches_its_next_prompt_exactly_once(
             marker("BLOCKED", {{"reason": "end of test"}})
     """)
     goal = sup.new_goal("x", "--criterion", "c", "--check", "true", lead=lead, workspace=ws)
-    wait_until(lambda: (tmp_path / "lead.state" / "started").exists(), message="the lead's first turn")
+    wait_until(lambda: (tmp_path / AGENT_STATE / "lead.state" / "started").exists(), message="the lead's first turn")
     sup.cli("goal", "steer", goal, "use only the standard library")
     go.write_text("go")
     sup.wait_for_status(goal, "blocked")
-    prompts = [(tmp_path / "lead.state" / f"prompt{n}").read_text() for n in (1, 2, 3, 4)]
+    prompts = [(tmp_path / AGENT_STATE / "lead.state" / f"prompt{n}").read_text() for n in (1, 2, 3, 4)]
     assert ["use only the standard library" in p for p in prompts] == [False, True, False, False]
     delivered = [e for e in sup.events(goal) if e["type"] == "steer_delivered"]
     assert len(delivered) == 1
@@ -177,8 +177,8 @@ def test_send_back_starts_a_rework_turn_that_sees_the_notes(sup, ws, tmp_path):
     sup.wait_for_status(goal, "awaiting_signoff")
     sup.cli("goal", "send-back", goal, "--notes", "rename the flag to --json")
     sup.wait_for_event(goal, "send_back")
-    wait_until(lambda: (tmp_path / "lead.state" / "prompt2").exists())
-    assert "rename the flag to --json" in (tmp_path / "lead.state" / "prompt2").read_text()
+    wait_until(lambda: (tmp_path / AGENT_STATE / "lead.state" / "prompt2").exists())
+    assert "rename the flag to --json" in (tmp_path / AGENT_STATE / "lead.state" / "prompt2").read_text()
     sup.wait_for_status(goal, "awaiting_signoff")
     assert sup.show(goal)["round"] == 2
 
@@ -204,10 +204,10 @@ def test_a_stale_clarify_seq_is_refused_with_exit_3_and_changes_nothing(sup, ws,
 
 
 def test_every_verifier_round_runs_in_a_new_process_apart_from_the_daemon(sup, ws, tmp_path):
-    pids = tmp_path / "pids"
+    namespaces = tmp_path / AGENT_STATE / "v.state" / "namespaces"
     verifier = write_agent(tmp_path, "v", f"""
-        with open({str(pids)!r}, "a") as f:
-            f.write("%d\\n" % os.getppid())
+        with open({str(namespaces)!r}, "a") as f:
+            f.write(os.readlink("/proc/self/ns/pid") + "\\n")
         import re
         ids = re.findall(r"^- (c\\d+):", prompt, re.M)
         verdict = "pass" if int(env["CREWCTL_ROUND"]) >= 3 else "fail"
@@ -221,8 +221,8 @@ def test_every_verifier_round_runs_in_a_new_process_apart_from_the_daemon(sup, w
     host_pids = [e["payload"]["host_pid"] for e in sup.events(goal) if e["type"] == "verify"]
     assert len(host_pids) == 3 and len(set(host_pids)) == 3
     assert sup.pid not in host_pids
-    parents = [int(x) for x in pids.read_text().split()]
-    assert sup.pid not in parents and len(set(parents)) == 3
+    seen = namespaces.read_text().split()  # each round's verifier in a sandbox of its own
+    assert len(set(seen)) == 3 and os.readlink(f"/proc/{sup.pid}/ns/pid") not in seen
 
 
 def test_a_supervisor_killed_during_a_verifier_turn_finishes_the_goal_after_restart(tmp_path, ws):
@@ -240,7 +240,7 @@ def test_a_supervisor_killed_during_a_verifier_turn_finishes_the_goal_after_rest
     lead = write_agent(tmp_path, "lead", READY_EVERY_TURN)
     with Supervisor(tmp_path) as sup:
         goal = sup.new_goal("x", "--criterion", "judged", lead=lead, verifier=verifier, workspace=ws)
-        wait_until(lambda: (tmp_path / "v.state" / "running").exists(), message="the verifier to be running")
+        wait_until(lambda: (tmp_path / AGENT_STATE / "v.state" / "running").exists(), message="the verifier to be running")
         sup.kill()
         sup.start()
         view = sup.wait_for_status(goal, "awaiting_signoff")

@@ -7,7 +7,7 @@ import os
 import subprocess
 
 
-from crewctl.testing import PASS_EVERY_CRITERION, crewctl_binary, wait_until, write_agent
+from crewctl.testing import AGENT_STATE, lock_is_held, PASS_EVERY_CRITERION, crewctl_binary, wait_until, write_agent
 
 
 
@@ -37,18 +37,17 @@ def test_a_goal_without_criteria_is_scoped_through_questions_and_a_lock(sup, ws,
 def test_pause_stops_the_running_turn_and_resume_runs_it_again(sup, ws, tmp_path):
     lead = write_agent(tmp_path, "lead", """
         n = count()
-        open(os.path.join(state_dir, "pid%d" % n), "w").write(str(os.getpid()))
+        alive = hold("alive%d" % n)
         if n == 1:
             time.sleep(60)  # the agent's turn runs until the test pauses it: that is what is tested
         marker("READY", {"summary": "turn %d" % n})
     """)
     goal = sup.new_goal("x", "--criterion", "c", "--check", "true", lead=lead, workspace=ws)
-    wait_until(lambda: (tmp_path / "lead.state" / "pid1").exists())
-    first = int((tmp_path / "lead.state" / "pid1").read_text())
+    first = tmp_path / AGENT_STATE / "lead.state" / "alive1"
+    wait_until(lambda: lock_is_held(first), message="the lead's first turn")
     paused = sup.cli("goal", "pause", goal, "--json").json()
     assert paused["status"] == "paused" and paused["reason"] == "paused by the operator"
-    wait_until(lambda: not os.path.exists(f"/proc/{first}") or open(f"/proc/{first}/stat").read().split(")")[-1].split()[0] == "Z",
-               message="the paused turn's process to be gone")
+    wait_until(lambda: not lock_is_held(first), message="the paused turn's process to be gone")
     assert sup.show(goal)["status"] == "paused"
     sup.cli("goal", "resume", goal)
     sup.wait_for_status(goal, "awaiting_signoff")
@@ -99,7 +98,7 @@ def test_goal_show_json_has_every_contract_field(sup, ws, tmp_path):
 
 
 def test_an_exec_brain_gets_the_contract_environment_and_its_usage_file_counts(sup, ws, tmp_path):
-    seen = tmp_path / "seen.jsonl"
+    seen = tmp_path / AGENT_STATE / "seen.jsonl"  # where the agents may write
     lead = write_agent(tmp_path, "lead", f"""
         keys = ["CREWCTL_ROLE", "CREWCTL_GOAL", "CREWCTL_SESSION", "CREWCTL_TURN", "CREWCTL_WORKDIR", "CREWCTL_USAGE_FILE", "CREWCTL_ROUND"]
         with open({str(seen)!r}, "a") as f:

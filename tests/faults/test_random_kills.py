@@ -18,14 +18,17 @@ import time
 
 import pytest
 
-from crewctl.testing import PASS_EVERY_CRITERION, Supervisor, wait_until, write_agent
+from crewctl.testing import AGENT_STATE, PASS_EVERY_CRITERION, Supervisor, lock_is_held, wait_until, write_agent
 from crewctl.testing.hosts import WorkerProcess
 from crewctl.testing.http import free_port
 
-# Agents mark their busy windows with files, so the test can kill them mid-work.
+# Agents mark their busy windows with files they hold an flock on while they live (pids
+# inside the sandbox are its own), so the test can kill them mid-work.
 BUSY = """
-busy = os.path.join({busy!r}, "busy-%s-%d" % ({who}, os.getpid()))
-open(busy, "w").close()
+import fcntl, uuid
+busy = os.path.join({busy!r}, "busy-%s-%s" % ({who}, uuid.uuid4().hex))
+busy_fd = os.open(busy, os.O_RDWR | os.O_CREAT)
+fcntl.flock(busy_fd, fcntl.LOCK_EX)
 """
 
 LEAD = """
@@ -106,14 +109,14 @@ def test_random_kills_of_workers_verifiers_and_the_supervisor_lose_nothing(tmp_p
     db = request.getfixturevalue("postgres_server").url(f"kills_{seed}") if seed % 2 else None  # odd seeds: PostgreSQL
     ws = tmp_path / "ws"
     ws.mkdir()
-    marks = tmp_path / "busy"
-    marks.mkdir()
+    marks = tmp_path / AGENT_STATE / "busy"  # where the sandboxed agents may write
+    marks.mkdir(parents=True)
     lead = write_agent(tmp_path, "lead", BUSY.format(busy=str(marks), who='"lead"') + LEAD)
     worker = write_agent(tmp_path, "worker", BUSY.format(busy=str(marks), who='env["TEST_WORKER"]') + WORKER)
     verifier = write_agent(tmp_path, "verifier", VERIFIER)
     # A fixed endpoint, as a real deployment has: workers reconnect to a restarted supervisor.
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    sup = Supervisor(tmp_path, db=db, args=["--heartbeat", "0.2", "--local-workers", "0", "--listen", endpoint])
+    sup = Supervisor(tmp_path, db=db, env_allow=["TEST_WORKER"], args=["--heartbeat", "0.2", "--local-workers", "0", "--listen", endpoint])
     sup.start()
     workers = {name: _worker(sup, name, ws, endpoint) for name in ("alpha", "beta")}
     kills: list[str] = []
@@ -184,8 +187,7 @@ def _converged(sup: Supervisor, goal: str) -> bool:
 
 def _busy(sup: Supervisor, marks, target: str):
     """Truthy when the target is working: the busy workers' names, or True."""
-    running = [name.split("-")[1] for name in os.listdir(marks)
-               if os.path.exists(f"/proc/{name.rsplit('-', 1)[1]}")]
+    running = [name.split("-")[1] for name in os.listdir(marks) if lock_is_held(os.path.join(marks, name))]
     if target == "worker":
         return sorted({n for n in running if n in ("alpha", "beta")}) or None
     if target == "verifier":

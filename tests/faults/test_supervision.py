@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from crewctl.goal import phases
-from crewctl.testing import Supervisor, wait_until, write_agent
+from crewctl.testing import AGENT_STATE, Supervisor, wait_until, write_agent
 
 
 @pytest.fixture
@@ -38,13 +38,13 @@ def test_a_lead_whose_brain_crashes_on_every_turn_reaches_crash_loop_and_stops_r
         sessions = [e for e in events if e["type"] == "turn_started" and e["payload"].get("new_session")]
         assert len(sessions) == phases.RESTART_INTENSITY
         assert view["retry_at"] is None and view["in_flight"]["interrupted"] is True
-        assert int((tmp_path / "lead.state" / "turns").read_text()) == phases.RESTART_INTENSITY + 1
+        assert int((tmp_path / AGENT_STATE / "lead.state" / "turns").read_text()) == phases.RESTART_INTENSITY + 1
         # Stopping the supervisor and starting it again does not retry a blocked goal.
         sup.stop()
         sup.start()
         assert sup.show(goal)["status"] == "blocked"
         sup.cli("goal", "list")  # a round trip through the store after the resume
-        assert int((tmp_path / "lead.state" / "turns").read_text()) == phases.RESTART_INTENSITY + 1
+        assert int((tmp_path / AGENT_STATE / "lead.state" / "turns").read_text()) == phases.RESTART_INTENSITY + 1
 
 
 def test_sigterm_lets_the_running_turn_finish_and_record_before_exiting(tmp_path, ws, db_url):
@@ -59,10 +59,10 @@ def test_sigterm_lets_the_running_turn_finish_and_record_before_exiting(tmp_path
     """)
     with Supervisor(tmp_path, db=db_url) as sup:
         goal = sup.new_goal("x", "--criterion", "c", "--check", "true", lead=lead, workspace=ws)
-        wait_until(lambda: (tmp_path / "lead.state" / "started").exists())
+        wait_until(lambda: (tmp_path / AGENT_STATE / "lead.state" / "started").exists())
         sup.proc.send_signal(signal.SIGTERM)
         wait_until(lambda: "shutting down" in sup.log(), message="the supervisor to start draining")
-        (tmp_path / "lead.state" / "go").write_text("1")
+        (tmp_path / AGENT_STATE / "lead.state" / "go").write_text("1")
         assert sup.wait_exit(timeout=30) == 0
         types = [e["type"] for e in sup.events(goal)]
         assert "turn_finished" in types and "ready" in types  # the turn's result was stored
@@ -84,7 +84,7 @@ def test_a_turn_longer_than_the_grace_period_is_stopped_and_rerun_on_the_next_st
     """)
     with Supervisor(tmp_path, db=db_url) as sup:  # started with --grace 2
         goal = sup.new_goal("x", "--criterion", "c", "--check", "true", lead=lead, workspace=ws)
-        wait_until(lambda: (tmp_path / "lead.state" / "started").exists())
+        wait_until(lambda: (tmp_path / AGENT_STATE / "lead.state" / "started").exists())
         sup.proc.send_signal(signal.SIGTERM)
         assert sup.wait_exit(timeout=30) == 0
         assert "turn_finished" not in [e["type"] for e in sup.events(goal)]
@@ -108,8 +108,8 @@ def test_a_criteria_edit_racing_the_end_of_a_turn_survives(tmp_path, ws, db_url)
                       '{"id": "c2", "text": "added during the turn", "verify": {"run": "true"}}]')
     with Supervisor(tmp_path, db=db_url) as sup:
         goal = sup.new_goal("x", "--criterion", "the file exists", "--check", "true", lead=lead, workspace=ws)
-        wait_until(lambda: (tmp_path / "lead.state" / "started1").exists())
-        (tmp_path / "lead.state" / "go").write_text("1")  # the turn ends now, while the edit is sent
+        wait_until(lambda: (tmp_path / AGENT_STATE / "lead.state" / "started1").exists())
+        (tmp_path / AGENT_STATE / "lead.state" / "go").write_text("1")  # the turn ends now, while the edit is sent
         sup.cli("goal", "criteria", goal, "--file", str(edited))
         view = sup.wait_for_status(goal, "awaiting_signoff")
         assert [c["text"] for c in view["criteria"]] == ["the file exists", "added during the turn"]

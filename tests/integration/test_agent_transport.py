@@ -129,7 +129,7 @@ def make_rig(tmp_path):
     def make(*, local_workers: int = 0, curve: tuple[bytes, bytes] | None = None, bind: str = "tcp://127.0.0.1:*") -> Rig:
         holder: dict = {}
         broker = _make_broker(bind, lambda ident, msg: holder["d"].on_agent_message(ident, msg), curve)
-        ctx = SimpleNamespace(clock=utcnow, config=None)
+        ctx = SimpleNamespace(clock=utcnow, config=None, sandbox=None)  # in-process hosts of a bare dispatcher: no agents to seal
         opts = SimpleNamespace(heartbeat=HB, turn_timeout=None, local_workers=local_workers)
         dispatcher = start_dispatcher(ctx, broker, opts)
         holder["d"] = dispatcher

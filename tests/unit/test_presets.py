@@ -29,6 +29,7 @@ from crewctl.brains.base import TurnRequest, Usage
 from crewctl.brains.presets import PRESETS, PresetBrain, invocation, preset_brain, preset_settings
 from crewctl.config import Config
 from crewctl.exceptions import BrainConfigError, BrainError, ConfigError, UsageLimited
+from crewctl.sandbox import Sandbox
 
 RECORDINGS = Path(__file__).resolve().parents[1] / "data" / "recordings"
 
@@ -413,11 +414,35 @@ def install_stand_in(bin_dir: Path, name: str, *, args: list[str], prompt: str, 
                      stdout: str, env: dict | None = None, stderr: str | None = None, exit: int = 0) -> None:
     want = {
         "argv": args, "prompt": prompt, "prompt_via": prompt_via, "env": env or {},
-        "stdout": str(RECORDINGS / stdout), "stderr": str(RECORDINGS / stderr) if stderr else None, "exit": exit,
+        "stdout": _beside(bin_dir, stdout), "stderr": _beside(bin_dir, stderr) if stderr else None, "exit": exit,
     }
     path = bin_dir / name
     path.write_text(STAND_IN.format(python=sys.executable, want=json.dumps(want)))
     path.chmod(0o755)
+
+
+def _beside(bin_dir: Path, recording_path: str) -> str:
+    """A copy of the recording next to the stand-in: a sandboxed verifier sees no checkout under HOME."""
+    source = RECORDINGS / recording_path
+    copy = bin_dir / ("rec-" + str(recording_path).replace("/", "_"))
+    copy.write_bytes(source.read_bytes())
+    return str(copy)
+
+
+# The stand-ins run once as before and once inside crewctl's sandbox, as every agent turn
+# does under `crewctl run`: each preset's command line must still work there.
+_SANDBOX: dict = {}
+
+
+@pytest.fixture(params=["unsandboxed", "sandboxed"])
+def sandboxed(request, tmp_path):
+    _SANDBOX.clear()
+    if request.param == "sandboxed":
+        home = tmp_path / "crewctl-home"
+        home.mkdir()
+        _SANDBOX["box"] = Sandbox.from_config(Config(), str(home))
+    yield request.param
+    _SANDBOX.clear()
 
 
 def request(tmp_path: Path, bin_dir: Path, role: str = "lead", resume_ref: str | None = None) -> TurnRequest:
@@ -425,15 +450,17 @@ def request(tmp_path: Path, bin_dir: Path, role: str = "lead", resume_ref: str |
     work.mkdir(exist_ok=True)
     env = dict(os.environ)
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}"
+    box = _SANDBOX.get("box")
+    policy = box.policy(role, str(work), kind=None, own_home=str(tmp_path)) if box is not None else None
     return TurnRequest(
         role=role, goal_id="g1", session_id="s1", turn=3,
         prompt="Make the tests pass.\nCriteria: c1 pytest passes.\n",
-        workdir=str(work), env=env, timeout=60, resume_ref=resume_ref,
+        workdir=str(work), env=env, timeout=60, resume_ref=resume_ref, sandbox=policy,
     )
 
 
 @pytest.fixture
-def bin_dir(tmp_path):
+def bin_dir(tmp_path, sandboxed):
     path = tmp_path / "bin"
     path.mkdir()
     return path
@@ -518,7 +545,7 @@ def test_aider_stand_in_reads_the_prompt_from_a_temp_file_outside_the_workspace(
     )
     want = {
         "argv": expected, "prompt": req.prompt, "prompt_via": "file", "env": {},
-        "stdout": str(RECORDINGS / "aider/message_stdout_local_stub.txt"), "stderr": None, "exit": 0,
+        "stdout": _beside(bin_dir, "aider/message_stdout_local_stub.txt"), "stderr": None, "exit": 0,
     }
     (bin_dir / "aider").write_text(script.format(python=sys.executable, want=json.dumps(want)))
     (bin_dir / "aider").chmod(0o755)
