@@ -221,12 +221,10 @@ def main() -> int:
         print("  (CPU: the process's own time until then, i.e. the wall time on an idle machine)")
         missed += [name for name, value in (("goal list first paint", listing), ("watch first paint", paint)) if value >= 1]
 
-        config = os.path.join(root, "config.toml")
-        with open(config, "w") as f:
-            f.write("[defaults]\nmax_turns = 100000\nmax_auto_turns = 100000\n")
         ws = os.path.join(root, "ws")
         os.makedirs(ws)
-        with Supervisor(root, home=home, env={"CREWCTL_CONFIG": config}) as sup:
+        with Supervisor(root, home=home, config="[defaults]\nmax_turns = 100000\nmax_auto_turns = 100000\n") as sup:
+            config = sup.env["CREWCTL_CONFIG"]
             lead = write_agent(root, "lead", 'time.sleep(0.3)  # a turn that takes a moment, then no marker: another follows\nsay("turn %d done" % turn)\n')
             goal = sup.new_goal("follow me", "--criterion", "ok", "--check", "true", lead=lead, workspace=ws)
             logs = Stamped([crewctl_binary(), "goal", "logs", goal, "--follow", "--json", "--role", "lead"], dict(env, CREWCTL_CONFIG=config))

@@ -37,6 +37,8 @@ def cli(ctx: click.Context, home: str | None) -> None:
     stale answer), 4 no supervisor reachable, 5 `goal wait` timed out.
     """
     ctx.obj = {"home": home}
+    if no_color():
+        ctx.color = False  # every command below inherits it: click strips styles from all output
 
 
 def _register() -> None:

@@ -389,14 +389,12 @@ def test_the_report_lists_files_changed_since_the_starting_commit_of_a_git_works
 
 
 def hooked_supervisor(tmp_path, hooks: str) -> Supervisor:
-    config = os.path.join(str(tmp_path), "config.toml")
-    with open(config, "w") as f:
-        f.write("[hooks]\n" + hooks)
-    return Supervisor(tmp_path, env={"CREWCTL_CONFIG": config})
+    return Supervisor(tmp_path, config="[hooks]\n" + hooks)
 
 
 def recorder(tmp_path) -> tuple[str, str]:
-    """A hook command that appends one JSON line per call: its environment and stdin."""
+    """A hook command that appends one JSON line per call: its environment and stdin. It
+    writes next to the test, where no sandboxed agent could: hooks run as the operator."""
     log = os.path.join(str(tmp_path), "hook.log")
     script = os.path.join(str(tmp_path), "hook.py")
     with open(script, "w") as f:
@@ -531,3 +529,13 @@ def test_doctor_says_a_home_others_can_read_needs_fixing(tmp_path):
     assert f"chmod 700 {home}" in result.stdout
     report = run_cli(str(home), "doctor", "--json").json()
     assert report["home"]["ok"] is False and report["ok"] is False
+
+
+def test_doctor_says_an_unreachable_postgresql_is_not_well(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    result = run_cli(str(home), "doctor", "--json", "--db", "postgresql://crew:secret@127.0.0.1:1/crew")
+    report = result.json()
+    assert result.code == 1
+    assert report["database"]["kind"] == "postgres" and report["database"]["reachable"] is False
+    assert "secret" not in result.stdout  # the password is never printed
