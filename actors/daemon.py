@@ -28,7 +28,6 @@ from ..goal import events as ev
 from ..goal import phases
 from ..goal.criteria import parse_criteria
 from ..goal.model import TERMINAL, Budget
-from ..goal.views import goal_view
 from ..sandbox import Sandbox
 from ..store import Store, open_store
 from ..transport.broker import Broker, Endpoint
@@ -183,7 +182,8 @@ class Daemon(pykka.ThreadingActor):
 
         def reply(ok: bool, payload: Any) -> None:
             if ok:
-                result = goal_view(payload) if hasattr(payload, "criteria") else payload
+                # A goal prints as `goal show --json` does (with when its turn started, since when it waits).
+                result = self.ctx.store.view_of(payload) if hasattr(payload, "criteria") else payload
                 self.send_control(req.identity, message("reply", id=request_id, ok=True, result=result))
             else:
                 code, text = payload
