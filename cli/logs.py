@@ -9,6 +9,7 @@ cut one), and its prompt is not stored.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -262,14 +263,7 @@ def _follow(store: Store, gid: str, *, role: str | None, turn: int | None, promp
         for entry in out:
             if _matches(entry, role, turn):
                 emit(entry)
-        sys_flush()
+        sys.stdout.flush()  # a pipe reader sees each turn now, not when a buffer fills
         if status in TERMINAL:
             return
         feed.wait(3600)
-
-
-def sys_flush() -> None:
-    try:
-        click.get_text_stream("stdout").flush()
-    except (BrokenPipeError, ValueError):
-        raise BrokenPipeError from None

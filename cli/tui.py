@@ -29,6 +29,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Label, RichLog, Static
@@ -462,7 +463,7 @@ class GoalView(Screen):
     def _act(self, question: str, op: str, args: dict[str, Any]) -> None:
         def decided(yes: bool | None) -> None:
             if yes:
-                self.app.control(op, {"id": self.goal_id, **args})
+                self.app.act(op, {"id": self.goal_id, **args})
 
         self.app.push_screen(Confirm(question), decided)
 
@@ -728,14 +729,20 @@ class WatchApp(App):
             return
         if not self.screen_stack:
             return
-        show(*args)
+        try:
+            show(*args)
+        except NoMatches:
+            pass  # the screen is being torn down (quitting, or popped as this read landed)
 
     def _tick(self) -> None:
         if not self.screen_stack:
             return
         screen = self.screen
         if isinstance(screen, (GoalList, GoalView)):
-            screen.tick()
+            try:
+                screen.tick()
+            except NoMatches:
+                pass  # torn down between the timer and now
 
     def open_goal(self, goal_id: str) -> None:
         try:
@@ -746,7 +753,7 @@ class WatchApp(App):
         self.push_screen(GoalView(gid))
 
     @work(thread=True, group="control")
-    def control(self, op: str, args: dict[str, Any]) -> None:
+    def act(self, op: str, args: dict[str, Any]) -> None:
         """Send one operator action to the supervisor; say what came of it."""
         verb = op.split(".", 1)[1].replace("_", "-")
         try:
