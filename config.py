@@ -40,7 +40,7 @@ a missing file is an empty config. Example:
 
     [verifier]                    # the verifier's isolation
     home = "isolated"             # or "inherit": an agent CLI that keeps its login in HOME
-    env_allow = ["MY_PROXY"]      # variables to pass to the verifier beyond the allowlist
+    env_allow = ["MY_PROXY"]      # kept for older configs: the same as [sandbox] env_allow
 
     [hooks]                       # run by the supervisor (not sandboxed: they are yours)
     on_attention = "notify-send crewctl \"$CREWCTL_GOAL: $CREWCTL_STATUS\""  # the goal needs you

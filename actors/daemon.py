@@ -1,15 +1,24 @@
 """The daemon: `crewctl run`. One per $CREWCTL_HOME.
 
-It holds the home's lock, opens the store, binds the control ROUTER (loopback) and the
-agents ROUTER (`--listen`), starts one supervisor per live goal (each resumes from the
-store), answers the CLI, and on SIGTERM/SIGINT drains: no new turns, in-flight turns get a
-grace period, everything is flushed, the lock and endpoint file are released.
+It makes the home private (0700), holds the home's lock, opens the store, binds three
+ROUTERs, starts one supervisor per live goal (each resumes from the store), answers the
+CLI, and on SIGTERM/SIGINT drains: no new turns, in-flight turns get a grace period,
+everything is flushed, the lock and endpoint file are released.
+
+The three endpoints, and what each one proves about who is talking (transport/broker.py):
+- control: the operator's. ipc:// in the home's private run directory by default, or
+  `--control tcp://...`; every request carries the token of daemon.json, checked before
+  its payload is decoded; frames capped at 64 KiB (transport/control.py);
+- agents (`--listen`): `crewctl worker` hosts, always CURVE, loopback included: only keys
+  in $CREWCTL_HOME/keys/allowed get in, and each host name is bound to its key. The
+  server's key pair is made in the home on the first start;
+- local: inproc://, for the `--local-workers` hosts inside this process.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
-import hmac
 import logging
 import os
 import secrets
@@ -28,8 +37,10 @@ from ..goal import events as ev
 from ..goal import phases
 from ..goal.criteria import parse_criteria
 from ..goal.model import TERMINAL, Budget
+from ..home import private_dir
 from ..sandbox import Sandbox
 from ..store import Store, open_store
+from ..transport import control, keys
 from ..transport.broker import Broker, Endpoint
 from ..transport.codec import message
 from ..transport.control import new_token, read_daemon_info, remove_daemon_info, write_daemon_info, pid_alive
@@ -63,7 +74,7 @@ class DaemonOptions:
     grace: float = 10.0
     turn_timeout: float | None = None
     heartbeat: float = 1.0
-    curve: bool = False  # require CURVE on the agents endpoint even on loopback (`crewctl run --curve`)
+    control: str | None = None  # the control endpoint (`crewctl run --control`); None: ipc:// in the home
     sandbox: str | None = None  # "on" | "off" (`crewctl run --sandbox`); None: the config's [sandbox] mode
 
 
@@ -99,11 +110,10 @@ class _HomeLock:
 
 
 class Daemon(pykka.ThreadingActor):
-    def __init__(self, ctx: Context, send_control: Callable[[bytes, dict], None], token: str, status: Callable[[], dict]) -> None:
+    def __init__(self, ctx: Context, send_control: Callable[[bytes, dict], None], status: Callable[[], dict]) -> None:
         super().__init__()
         self.ctx = ctx
-        self.send_control = send_control
-        self.token = token
+        self.send_control = send_control  # only requests that carried the token reach this actor
         self.status = status
         self.goals: dict[str, pykka.ActorRef] = {}
         self.restarts: dict[str, list[float]] = {}
@@ -192,8 +202,6 @@ class Daemon(pykka.ThreadingActor):
         try:
             if msg.get("type") != "request":
                 raise ProtocolError("expected a request")
-            if not isinstance(msg.get("token"), str) or not hmac.compare_digest(msg["token"], self.token):
-                raise Refused("bad control token: read $CREWCTL_HOME/daemon.json of this supervisor")
             op = msg.get("op")
             args = msg.get("args")
             if not isinstance(op, str) or not isinstance(args, dict):
@@ -353,34 +361,54 @@ def run_daemon(opts: DaemonOptions, *, stop: threading.Event | None = None, on_r
     from ..config import load_config
 
     config = opts.config or load_config()
-    os.makedirs(opts.home, exist_ok=True)
+    private_dir(opts.home)
     lock = _HomeLock(opts.home)
     try:
         arm_crash_points(os.environ.get("CREWCTL_CRASH_AT"))
-        if opts.curve or not is_loopback(opts.listen):
-            from ..transport import keys
-
-            if not keys.has_server_keys(opts.home):
-                why = "--curve" if is_loopback(opts.listen) else f"listening on {opts.listen}"
-                raise UsageError(
-                    f"refusing to start: {why} needs CURVE keys, or anyone who can reach it could "
-                    "take tasks and send results. Run `crewctl keys init`, allow each worker's key with "
-                    "`crewctl keys allow FILE`, then start again"
-                )
-        sandbox = Sandbox.from_config(config, opts.home, opts.sandbox)
+        if opts.listen.startswith("inproc://"):
+            raise UsageError(f"--listen {opts.listen}: inproc:// reaches nothing outside this process; use tcp://HOST:PORT")
+        control_endpoint = control.check_control_endpoint(opts.control) if opts.control else None
+        sandbox = _hiding_control(Sandbox.from_config(config, opts.home, opts.sandbox), opts.home, control_endpoint)
         # Whatever a killed run left (an agent, a check, a verifier's brain) ends before
         # any goal resumes: never two copies of one turn at work.
         left = sandbox.ledger.reap()
         if left:
             log.warning("ended %d process(es) a previous run left behind: %s", len(left), ", ".join(map(str, left)))
         store = open_store(opts.db_url, opts.home)
+        try:
+            _server_keys(opts.home)  # after the store: a bad --db is the one line a user sees
+        except BaseException:
+            store.close()
+            raise
         log.info("agents run in: %s", sandbox.describe())
-        return _serve(opts, config, store, sandbox, stop or threading.Event(), on_ready)
+        return _serve(opts, config, store, sandbox, stop or threading.Event(), on_ready, control_endpoint)
     finally:
         lock.release()
 
 
-def _serve(opts: DaemonOptions, config: Config, store: Store, sandbox: Sandbox, stop: threading.Event, on_ready) -> int:
+def _hiding_control(sandbox: Sandbox, home: str, control_endpoint: str | None) -> Sandbox:
+    """The sandbox with the control socket's directory masked too, where it is not already
+    (the masked home holds it, unless its path was too long and it moved under /tmp)."""
+    if control_endpoint is not None:
+        return sandbox
+    run = control.run_dir(home)
+    if os.path.commonpath([os.path.realpath(run), sandbox.home]) == sandbox.home:
+        return sandbox
+    return dataclasses.replace(sandbox, masked=(*sandbox.masked, run))
+
+
+def _server_keys(home: str) -> tuple[bytes, bytes]:
+    """The agents endpoint's CURVE pair, made in the home on the first start."""
+    if not keys.has_server_keys(home):
+        public, _ = keys.init_server_keys(home, force=True)
+        log.info("made this supervisor's CURVE keys; a worker on another machine needs %s (`crewctl worker --server-key`)", public)
+    keys.secure_keys_dir(home)
+    return keys.server_keys(home)
+
+
+def _serve(
+    opts: DaemonOptions, config: Config, store: Store, sandbox: Sandbox, stop: threading.Event, on_ready, control_endpoint: str | None
+) -> int:
     token = new_token()
     started_at = utcnow().isoformat()
     ctx = Context(
@@ -394,23 +422,28 @@ def _serve(opts: DaemonOptions, config: Config, store: Store, sandbox: Sandbox, 
     )
     holder: dict[str, Any] = {}
 
-    def on_control(identity: bytes, msg: dict) -> None:
-        holder["daemon"].tell(ControlRequest(identity, msg))
+    def on_control(peer, msg: dict) -> None:
+        holder["daemon"].tell(ControlRequest(peer.identity, msg))
 
-    def on_agent(identity: bytes, msg: dict) -> None:
+    def on_agent(peer, msg: dict) -> None:
         dispatcher = holder.get("dispatcher")
         if dispatcher is None:
             raise ProtocolError("no agent hosts are served here")
-        dispatcher.on_agent_message(identity, msg)
+        dispatcher.on_agent_message(peer, msg)
 
+    if control_endpoint and control_endpoint.startswith("tcp://") and not is_loopback(control_endpoint):
+        log.warning("control on %s: the token travels unencrypted; reach it through a tunnel you trust", control_endpoint)
+    control_ep = Endpoint(
+        "control",
+        control_endpoint or control.default_control_endpoint(opts.home),
+        on_control,
+        max_frame=control.CONTROL_MAX_FRAME,
+        token=token.encode(),
+    )
     agent_endpoint = Endpoint("agents", opts.listen, on_agent)
-    curve = None
-    if opts.curve or not is_loopback(opts.listen):
-        from ..transport import keys
-
-        curve = keys.server_keys(opts.home)
-        agent_endpoint.curve_public, agent_endpoint.curve_secret = curve
-    broker = Broker([Endpoint("control", "tcp://127.0.0.1:*", on_control), agent_endpoint])
+    agent_endpoint.curve_public, agent_endpoint.curve_secret = keys.server_keys(opts.home)
+    local_endpoint = Endpoint("local", f"inproc://crewctl-local-{secrets.token_hex(8)}", on_agent, in_process=True)
+    broker = Broker([control_ep, agent_endpoint, local_endpoint])
 
     def status() -> dict:
         hosts = holder["dispatcher"].hosts() if holder.get("dispatcher") else []
@@ -418,7 +451,7 @@ def _serve(opts: DaemonOptions, config: Config, store: Store, sandbox: Sandbox, 
             "daemon": {
                 "pid": os.getpid(),
                 "listen": agent_endpoint.bound,
-                "control": broker.endpoints["control"].bound,
+                "control": control_ep.bound,
                 "home": opts.home,
                 "db": store.describe,
                 "started_at": started_at,
@@ -427,9 +460,10 @@ def _serve(opts: DaemonOptions, config: Config, store: Store, sandbox: Sandbox, 
             },
             "hosts": hosts,
             "dropped_frames": broker.dropped(),
+            "dropped_reasons": broker.drop_reasons(),
         }
 
-    daemon = Daemon.start(ctx, lambda ident, msg: broker.send("control", ident, msg), token, status)
+    daemon = Daemon.start(ctx, lambda ident, msg: broker.send("control", ident, msg), status)
     holder["daemon"] = daemon
     if config.hooks.get("on_attention") or config.hooks.get("on_done"):
         from .hooks import HookRunner
@@ -437,10 +471,7 @@ def _serve(opts: DaemonOptions, config: Config, store: Store, sandbox: Sandbox, 
         ctx.hooks = HookRunner(config.hooks, store, lambda goal_id, event: daemon.tell(HookReport(goal_id, event)))
     authenticator = None
     try:
-        if curve is not None:
-            from ..transport import keys
-
-            authenticator = keys.start_authenticator(opts.home)
+        authenticator = keys.start_authenticator(opts.home, broker.context)
         broker.start()
         broker.ready.wait()
         if broker.failed is not None:
@@ -451,7 +482,7 @@ def _serve(opts: DaemonOptions, config: Config, store: Store, sandbox: Sandbox, 
         ctx.dispatcher = holder["dispatcher"].ref if holder["dispatcher"] else None
         info = {
             "pid": os.getpid(),
-            "control": broker.endpoints["control"].bound,
+            "control": control_ep.bound,
             "listen": agent_endpoint.bound,
             "token": token,
             "home": opts.home,
@@ -460,7 +491,10 @@ def _serve(opts: DaemonOptions, config: Config, store: Store, sandbox: Sandbox, 
         }
         write_daemon_info(opts.home, info)
         resumed = daemon.ask("resume")
-        log.info("supervisor %d serving %s; %d live goal(s) resumed; agents on %s", os.getpid(), opts.home, resumed, agent_endpoint.bound)
+        log.info(
+            "supervisor %d serving %s; %d live goal(s) resumed; control on %s; agents (CURVE) on %s",
+            os.getpid(), opts.home, resumed, control_ep.bound, agent_endpoint.bound,
+        )
         if on_ready:
             on_ready(info)
         _wait_for_stop(stop)
@@ -478,6 +512,8 @@ def _serve(opts: DaemonOptions, config: Config, store: Store, sandbox: Sandbox, 
         if authenticator is not None:
             authenticator.stop()
         remove_daemon_info(opts.home, os.getpid())
+        if control_endpoint is None:
+            control.remove_run_dir(opts.home)
         store.close()
 
 
@@ -485,7 +521,6 @@ def _verifier_settings(config: Config) -> VerifierSettings:
     section = getattr(config, "verifier", None) or {}
     return VerifierSettings(
         inherit_home=section.get("home") == "inherit",
-        env_allow=tuple(section.get("env_allow", ())),
     )
 
 

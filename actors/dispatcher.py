@@ -3,7 +3,7 @@
 Interface used by the goal supervisors and the daemon:
     Enqueue(goal_id, effect, workspace, spec, reply_to)   queue a step's task (tell .ref)
     CancelGoal(goal_id)                                    withdraw a goal's queued and running tasks
-    .on_agent_message(identity, msg)                       a frame from a host (broker thread)
+    .on_agent_message(peer, msg)                           a frame from a host (broker thread)
     .hosts()                                               attached hosts, for `crewctl status`
     .stop()
 Results go back to the goal's supervisor as Deliver(StepAssigned | StepFinished | StepFailed).
@@ -12,6 +12,10 @@ Who decides what: the pure `transport.scheduler.Scheduler` picks hosts (lanes, a
 capacity, backoff, liveness); the goal core (`goal.phases`) decides attempts, retries and
 replans. Nothing here retries anything: a task whose host died is reported as
 `StepFailed(lost=True)` and the core dispatches the step again under a new task id.
+
+Who a host is comes from the broker's Peer, never from the hello: its CURVE key (agents
+endpoint) or IN_PROCESS (the inproc:// endpoint of the hosts inside the daemon). A frame
+with neither is dropped; the scheduler binds each host name to the key that first used it.
 
 Threads: the scheduler is shared by three threads under one lock, and every operation on
 it is short and never blocks (sends are queued to the broker, goal events are actor tells):
@@ -34,11 +38,13 @@ from typing import Any
 
 import pykka
 
+from ..exceptions import ProtocolError
 from ..goal import events as ev
 from ..goal.effects import DispatchStep
 from ..transport import protocol
+from ..transport.broker import Peer
 from ..transport.codec import message
-from ..transport.scheduler import LIVENESS, Lost, Scheduler, Task
+from ..transport.scheduler import LIVENESS, Lost, Scheduler, Task, in_process_name
 from .messages import Deliver
 
 __all__ = ["CancelGoal", "Dispatcher", "Enqueue", "start_dispatcher"]
@@ -72,7 +78,7 @@ class _Core:
     """The scheduler plus what it takes to act on its answers; every method takes the lock."""
 
     def __init__(self, send, clock, heartbeat: float, turn_timeout: float | None, liveness: int = LIVENESS) -> None:
-        self._send = send  # (identity, msg) -> None, thread-safe
+        self._send = send  # (peer, msg) -> None, thread-safe
         self._clock = clock  # wall clock (aware datetime), for not_before and last_seen
         self.heartbeat = heartbeat
         self.liveness = liveness
@@ -126,37 +132,44 @@ class _Core:
 
     # -- from hosts (broker thread) --------------------------------------------------------------
 
-    def on_agent(self, identity: bytes, msg: dict[str, Any]) -> None:
+    def on_agent(self, peer: Peer, msg: dict[str, Any]) -> None:
+        if peer.key is None:
+            raise ProtocolError("an agent host must present a CURVE key")
         kind = protocol.check_host_message(msg)
         now = time.monotonic()
         with self.lock:
             if kind == "hello":
-                self._hello(identity, msg, now)
+                self._hello(peer, msg, now)
             elif kind == "heartbeat":
-                self.sched.seen(identity, now)
+                self.sched.seen(peer, now)
             elif kind == "result":
-                self._result(identity, msg, now)
+                self._result(peer, msg, now)
             elif kind == "bye":
-                host = self.sched.seen(identity, now)
+                host = self.sched.seen(peer, now)
                 log.info("host %s left", host.name)
-                self._report_lost(self.sched.bye(identity))
+                self._report_lost(self.sched.bye(peer))
             self._pump(now)
 
-    def _hello(self, identity: bytes, msg: dict, now: float) -> None:
+    def _hello(self, peer: Peer, msg: dict, now: float) -> None:
         outcome = self.sched.hello(
-            identity,
+            peer,
             name=msg["name"],
             instance=msg["instance"],
             lanes=msg["lanes"],
             capacity=msg["concurrency"],
             now=now,
             pid=msg.get("pid"),
+            owner=peer.key,
         )
+        if outcome.refused is not None:
+            log.warning("refused a hello as %s (key %s): %s", msg["name"], peer.key, outcome.refused)
+            self._send(peer, message("refused", reason=outcome.refused))
+            return
         if outcome.replaced is not None and not outcome.reconnect:
             # Two processes may not share a name: the newer one wins, the older one stops.
             self._send(outcome.replaced, message("refused", reason=f"replaced by a newer instance of host {msg['name']}"))
             log.warning("host %s restarted (new instance); its old connection is refused", msg["name"])
-        self._send(identity, message("welcome", heartbeat=self.heartbeat, liveness=self.liveness))
+        self._send(peer, message("welcome", heartbeat=self.heartbeat, liveness=self.liveness))
         if outcome.again:
             return
         lanes = ",".join(msg["lanes"]) or "lane-less steps"
@@ -164,10 +177,10 @@ class _Core:
         log.info("host %s %s (%s, concurrency %d, pid %s)", msg["name"], verb, lanes, msg["concurrency"], msg.get("pid"))
         self._report_lost(list(outcome.lost))
 
-    def _result(self, identity: bytes, msg: dict, now: float) -> None:
-        if self.sched.attached(identity):
-            self.sched.seen(identity, now)
-        done = self.sched.complete(identity, msg["task"])
+    def _result(self, peer: Peer, msg: dict, now: float) -> None:
+        if self.sched.attached(peer):
+            self.sched.seen(peer, now)
+        done = self.sched.complete(peer, msg["task"])
         if done.cancelled:
             return  # we withdrew it; the goal moved on
         if done.late:
@@ -288,8 +301,8 @@ class Dispatcher:
         self._ticker = threading.Thread(target=self._tick_loop, name="crewctl-dispatch-ticker", daemon=True)
         self._ticker.start()
 
-    def on_agent_message(self, identity: bytes, msg: dict[str, Any]) -> None:
-        self.core.on_agent(identity, msg)
+    def on_agent_message(self, peer: Peer, msg: dict[str, Any]) -> None:
+        self.core.on_agent(peer, msg)
 
     def hosts(self) -> list[dict[str, Any]]:
         return self.core.hosts()
@@ -333,37 +346,40 @@ class Dispatcher:
 
 
 def start_dispatcher(ctx, broker, opts) -> Dispatcher:
-    """Start the dispatcher and `opts.local_workers` in-process agent hosts."""
-    from ..transport import keys
-    from ..transport.host import AgentHost, HostSettings, dial_endpoint
+    """Start the dispatcher and `opts.local_workers` in-process agent hosts.
 
-    agents = broker.endpoints["agents"]
+    The in-process hosts connect to the broker's `local` endpoint (inproc://, in the
+    broker's own ZeroMQ context): nothing outside this process can reach it, so they need
+    no key, and no other host can pass for them."""
+    from ..transport.host import AgentHost, HostSettings
+
     core = _Core(
-        send=lambda identity, msg: broker.send("agents", identity, msg),
+        send=lambda peer, msg: broker.send(peer.endpoint, peer.identity, msg),
         clock=ctx.clock,
         heartbeat=opts.heartbeat,
         turn_timeout=opts.turn_timeout,
     )
     hosts = []
-    prefix = "local"
-    for i in range(1, max(opts.local_workers, 0) + 1):
+    count = max(opts.local_workers, 0)
+    local = broker.endpoints.get("local")
+    if count and (local is None or not local.in_process):
+        raise ValueError("in-process hosts need the broker's in-process `local` endpoint")
+    for i in range(1, count + 1):
         settings = HostSettings(
-            endpoint=dial_endpoint(agents.bound),
-            name=f"{prefix}-{i}",
+            endpoint=local.bound,
+            name=in_process_name(i),
             concurrency=1,
             heartbeat=opts.heartbeat,
             config=ctx.config,
             sandbox=ctx.sandbox,
         )
-        if agents.curve_public is not None:
-            settings.client_keys = keys.ephemeral_client_keys()
-            settings.server_key = agents.curve_public
         hosts.append(AgentHost(settings, context=broker.context))
     dispatcher = Dispatcher(core, hosts)
-    # Take the agents endpoint's frames directly, before any host can say hello: the caller
+    # Take the agent endpoints' frames directly, before any host can say hello: the caller
     # only learns of the dispatcher when this returns, and a local host is quicker than that.
-    agents.handler = dispatcher.on_agent_message
+    for endpoint in broker.endpoints.values():
+        if endpoint.name in ("agents", "local"):
+            endpoint.handler = dispatcher.on_agent_message
     for host in hosts:
         host.start()
     return dispatcher
-

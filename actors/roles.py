@@ -166,7 +166,6 @@ class Interrupt:
 @dataclass(frozen=True)
 class VerifierSettings:
     inherit_home: bool = False
-    env_allow: tuple[str, ...] = ()
     keep_failed_rounds: int = 3
 
 

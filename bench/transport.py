@@ -3,14 +3,18 @@
     .venv/bin/python bench/transport.py            # about a minute on 2 cores
     .venv/bin/python bench/transport.py --quick    # fewer samples, for a smoke run
 
-1. Round-trip latency (p50, p99) of one task envelope, daemon -> host -> daemon, on TCP
-   loopback, side by side with the baseline: a bare pyzmq DEALER/ROUTER echo of the same
-   bytes (one thread each side, nothing else). Two crewctl paths are measured:
+1. Round-trip latency (p50, p99) of one task envelope, daemon -> host -> daemon, side by
+   side with the baseline: a bare pyzmq DEALER/ROUTER echo of the same bytes on TCP
+   loopback (one thread each side, nothing else). The crewctl paths measured:
      envelope  broker.send(task) -> AgentHost (decode, check, run an instant brain in its
                pool thread, changed-files scan of an empty workdir, encode) -> broker ->
-               handler: the codec, broker and host code every task goes through;
+               handler, on TCP loopback: the codec, broker and host code every task goes
+               through;
+     envelope, CURVE  the same with the agents endpoint's CURVE and ZAP handler on, as
+               every `crewctl worker` connects now: what encryption adds;
      dispatch  Enqueue to the dispatcher actor -> scheduler -> host -> result -> StepFinished
-               delivered to a stand-in goal actor: the whole dispatcher, minus the store.
+               delivered to a stand-in goal actor: the whole dispatcher, minus the store,
+               with an in-process host on inproc:// (as `--local-workers`).
    Target: envelope p50 within 2x the bare echo.
 
 2. Dispatch throughput (tasks/s) with 1, 4 and 16 local hosts and an instant brain:
@@ -46,9 +50,10 @@ from crewctl.actors.messages import Deliver
 from crewctl.brains import TurnReply
 from crewctl.goal import events as ev
 from crewctl.goal.effects import DispatchStep
-from crewctl.transport import protocol
+from crewctl.transport import keys, protocol
 from crewctl.transport.broker import Broker, Endpoint
 from crewctl.transport.host import AgentHost, HostSettings
+from crewctl.transport.scheduler import in_process_name
 
 PROMPT = "## Your step: s1: write the thing\n" + "context line for the worker\n" * 40  # ~1.2 KB
 
@@ -111,9 +116,10 @@ def bare_echo(payload: bytes, n: int, warmup: int) -> list[float]:
     return out
 
 
-def envelope_rtt(workdir: str, n: int, warmup: int) -> list[float]:
+def envelope_rtt(workdir: str, n: int, warmup: int, *, curve_home: str | None = None) -> list[float]:
     """Daemon -> host -> daemon, driven from the broker thread as the dispatcher drives it:
-    the handler that takes a result queues the next task (no other thread in the loop)."""
+    the handler that takes a result queues the next task (no other thread in the loop).
+    With `curve_home`, the agents endpoint is CURVE with that home's keys and ZAP handler."""
     out: list[float] = []
     done = threading.Event()
     state = {"i": 0, "t0": 0.0}
@@ -125,26 +131,38 @@ def envelope_rtt(workdir: str, n: int, warmup: int) -> list[float]:
         state["t0"] = time.perf_counter()
         broker.send("agents", identity, msg)
 
-    def handler(identity, msg):
+    def handler(peer, msg):
         kind = protocol.check_host_message(msg)
         if kind == "hello" and state["i"] == 0:
-            broker.send("agents", identity, {"v": 1, "type": "welcome", "heartbeat": 5.0})
-            send_next(identity)
+            broker.send("agents", peer.identity, {"v": 1, "type": "welcome", "heartbeat": 5.0})
+            send_next(peer.identity)
         elif kind == "result":
             out.append(time.perf_counter() - state["t0"])
             if len(out) >= n + warmup:
                 done.set()
             else:
-                send_next(identity)
+                send_next(peer.identity)
 
-    broker = Broker([Endpoint("agents", "tcp://127.0.0.1:*", handler)])
+    endpoint = Endpoint("agents", "tcp://127.0.0.1:*", handler)
+    settings = HostSettings(endpoint="", name="bench", heartbeat=5.0, brain_factory=instant)
+    auth = None
+    if curve_home is not None:
+        endpoint.curve_public, endpoint.curve_secret = keys.server_keys(curve_home)
+        public, secret = keys.new_key_pair("bench", curve_home, force=True)
+        keys.allow(curve_home, public)
+        settings.client_keys, settings.server_key = keys.load_secret(secret), endpoint.curve_public
+        auth = keys.start_authenticator(curve_home)
+    broker = Broker([endpoint])
     broker.start()
     broker.ready.wait()
-    host = AgentHost(HostSettings(endpoint=broker.endpoints["agents"].bound, name="bench", heartbeat=5.0, brain_factory=instant)).start()
+    settings.endpoint = endpoint.bound
+    host = AgentHost(settings).start()
     done.wait(120)
     host.stop()
     broker.stop()
     broker.join(5)
+    if auth is not None:
+        auth.stop()
     return out[warmup:]
 
 
@@ -217,8 +235,11 @@ class Sink(pykka.ThreadingActor):
 
 
 def _dispatch_rig(workdir: str, hosts: int):
+    """The dispatcher with `hosts` in-process hosts on inproc://, as the daemon's --local-workers
+    (made here, not by start_dispatcher, so they get the instant brain)."""
     holder: dict = {}
-    broker = Broker([Endpoint("agents", "tcp://127.0.0.1:*", lambda i, m: holder["d"].on_agent_message(i, m))])
+    local = Endpoint("local", f"inproc://bench-local-{os.getpid()}-{hosts}", lambda p, m: holder["d"].on_agent_message(p, m), in_process=True)
+    broker = Broker([local])
     broker.start()
     broker.ready.wait()
     ctx = SimpleNamespace(clock=lambda: datetime.now(timezone.utc), config=None)
@@ -227,8 +248,8 @@ def _dispatch_rig(workdir: str, hosts: int):
     holder["d"] = dispatcher
     started = []
     for i in range(hosts):
-        settings = HostSettings(endpoint=broker.endpoints["agents"].bound, name=f"bench-{i}", heartbeat=1.0, brain_factory=instant)
-        started.append(AgentHost(settings).start())
+        settings = HostSettings(endpoint=local.bound, name=in_process_name(i + 1), heartbeat=1.0, brain_factory=instant)
+        started.append(AgentHost(settings, context=broker.context).start())
     deadline = time.monotonic() + 10
     while len(dispatcher.hosts()) < hosts and time.monotonic() < deadline:
         time.sleep(0.01)  # poll: hosts attach on their own threads
@@ -361,10 +382,13 @@ def main() -> int:
           f"  pyzmq {zmq.pyzmq_version()} / libzmq {zmq.zmq_version()}  {os.cpu_count()} cores")
     print(f"# task envelope: {len(payload)} bytes; {n} round trips after {warmup} warm-up\n")
 
+    curve_home = tempfile.mkdtemp(prefix="keys-", dir=root)
+    keys.init_server_keys(curve_home)
     rows = [
         ("bare pyzmq DEALER/ROUTER echo", bare_echo(payload, n, warmup)),
         ("same thread hops, no crewctl code", same_hops_floor(payload, n, warmup)),
         ("envelope: broker -> host -> broker", envelope_rtt(workdir, n, warmup)),
+        ("envelope, CURVE", envelope_rtt(workdir, n, warmup, curve_home=curve_home)),
         ("dispatch: Enqueue -> StepFinished", dispatch_rtt(workdir, n // 3, warmup)),
     ]
     base = statistics.median(rows[0][1])

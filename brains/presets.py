@@ -22,6 +22,19 @@ and where a tool has no such switch. Those switches are a second line of defence
 verifier's isolation is by construction (a snapshot as its working directory, a scrubbed
 environment), not by these flags.
 
+Inside crewctl's sandbox
+------------------------
+Every turn of every preset runs inside crewctl's sandbox (crewctl.sandbox): the lead's and
+workers' tools keep their own state and login under HOME writable (sandbox.CLI_STATE), the
+verifier's get a fresh HOME with only their credentials file. The tools' own sandboxes:
+- codex keeps its own (`--sandbox read-only` / `workspace-write`): on Linux it is Landlock
+  plus seccomp, which need no new namespaces and so stack inside bubblewrap's;
+- gemini's `--sandbox` runs the tool in docker or podman, which a sandboxed turn cannot
+  reach: it stays off (crewctl's sandbox is the OS boundary; `--approval-mode plan` the
+  verifier's read-only switch);
+- claude, opencode, aider and llm have no OS sandbox of their own to nest or switch off;
+  their permission flags below still apply.
+
 Usage
 -----
 `Usage.input_tokens` counts every prompt token the model processed, cached ones included;

@@ -1,4 +1,4 @@
-"""`crewctl keys`: CURVE keys for agent hosts on other machines."""
+"""`crewctl keys`: CURVE keys for agent hosts (`crewctl worker`), here or on other machines."""
 
 from __future__ import annotations
 
@@ -16,10 +16,14 @@ def keys_group() -> None:
     """CURVE keys: who may attach to this supervisor as an agent host.
 
     \b
-    The supervisor listens beyond loopback only with keys (or on loopback with `run --curve`):
-      crewctl keys init                    # once, on the supervisor's machine
-      crewctl keys new box2                # on the worker's machine: box2.key + box2.key_secret
-      crewctl keys allow box2.key          # on the supervisor's machine (no restart needed)
+    Every `crewctl worker` needs an allowed key, on loopback too (the supervisor's own
+    --local-workers need none). `crewctl run` makes the supervisor's pair on its first start.
+    On the supervisor's machine:
+      crewctl keys new box1 --allow        # box1.key + box1.key_secret, allowed here
+      crewctl worker --name box1 --key box1.key_secret
+    From another machine:
+      crewctl keys new box2                # there: box2.key + box2.key_secret
+      crewctl keys allow box2.key          # here, with box2.key copied over (no restart needed)
       crewctl worker --connect tcp://HOST:PORT --key box2.key_secret --server-key server.key
     """
 
@@ -27,7 +31,7 @@ def keys_group() -> None:
 @keys_group.command("init")
 @click.option("--force", is_flag=True, help="Replace existing keys (every worker then needs the new server.key).")
 def keys_init(force):
-    """Make the supervisor's key pair in $CREWCTL_HOME/keys."""
+    """Make the supervisor's key pair in $CREWCTL_HOME/keys (`crewctl run` does it on first start)."""
     from ..transport import keys
 
     home = resolve_home()
@@ -42,12 +46,17 @@ def keys_init(force):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=".", show_default=True,
               help="Where to write NAME.key (public) and NAME.key_secret (secret).")
 @click.option("--force", is_flag=True, help="Replace an existing pair of that name.")
-def keys_new(name, out_dir, force):
+@click.option("--allow", "allow_here", is_flag=True,
+              help="Also allow it on this machine's supervisor ($CREWCTL_HOME): for a worker beside it.")
+def keys_new(name, out_dir, force, allow_here):
     """Make a worker's key pair: NAME.key (public, to allow) and NAME.key_secret (stays here)."""
     from ..transport import keys
 
     public, secret = keys.new_key_pair(name, os.path.abspath(out_dir), force=force)
-    click.echo(f"public key: {public}  (allow it on the supervisor: crewctl keys allow {os.path.basename(public)})")
+    if allow_here:
+        click.echo(f"public key: {public}  (allowed: {keys.allow(resolve_home(), public)})")
+    else:
+        click.echo(f"public key: {public}  (allow it on the supervisor: crewctl keys allow {os.path.basename(public)})")
     click.echo(f"secret key: {secret}  (keep it here: crewctl worker --key {secret})")
 
 

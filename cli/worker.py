@@ -21,14 +21,17 @@ __all__ = ["worker_command"]
               help="The supervisor's agents endpoint, e.g. tcp://10.0.0.5:7700 (default: the running "
                    "supervisor of $CREWCTL_HOME, read from its daemon.json at every reconnect).")
 @click.option("--name", metavar="NAME", help="This host's name (default: the machine's hostname). A restarted "
-                                              "worker with the same name takes over from the old one.")
+                                              "worker with the same name and key takes over from the old one.")
 @click.option("--lanes", default="", metavar="A,B", help="Lanes this host serves, comma-separated. Steps with a lane go "
                                                          "only to hosts serving it; every host takes lane-less steps.")
 @click.option("--worker", "spec", metavar="SPEC", help="The brain for worker turns here (default: the goal's worker brain).")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=1, show_default=True, help="Tasks run at once.")
-@click.option("--key", "key_file", metavar="FILE", help="This host's secret key file (NAME.key_secret from `crewctl keys new`): turns CURVE on.")
+@click.option("--key", "key_file", metavar="FILE",
+              help="This host's secret key file (NAME.key_secret from `crewctl keys new`), allowed on the supervisor "
+                   "with `crewctl keys allow NAME.key`. Required: the supervisor lets no host in without one.")
 @click.option("--server-key", "server_key_file", metavar="FILE",
-              help="The supervisor's public key file (server.key from `crewctl keys init`; default: the one in $CREWCTL_HOME/keys).")
+              help="The supervisor's public key file (its server.key; default: $CREWCTL_HOME/keys/server.key, "
+                   "right for a supervisor on this machine).")
 @click.option("--workdir", type=click.Path(file_okay=False, exists=True), default=".", show_default=True,
               help="Where worker turns run on this machine.")
 @click.option("--heartbeat", type=click.FloatRange(min=0.05), default=1.0, show_default=True, metavar="SECONDS",
@@ -40,15 +43,21 @@ def worker_command(endpoint, name, lanes, spec, concurrency, key_file, server_ke
     """Attach an agent host that serves worker turns (foreground; Ctrl-C or SIGTERM leaves).
 
     \b
-    On the supervisor's machine:
-      crewctl worker --name box1 --lanes gpu
-    From another machine (the supervisor listens beyond loopback, so CURVE is on):
+    Every host needs a CURVE key the supervisor allows, on loopback too. A host name is
+    bound to the first key that uses it: another key saying hello with it is refused, and
+    so is a reserved name (local-1, local-2, ... are the supervisor's in-process hosts).
+    A refused worker exits 1 with the reason.
+
+    \b
+    On the supervisor's machine (same $CREWCTL_HOME):
+      crewctl keys new box1 --allow               # box1.key, box1.key_secret, allowed here
+      crewctl worker --name box1 --lanes gpu --key box1.key_secret
+    From another machine:
       crewctl keys new box2                       # here: box2.key, box2.key_secret
       crewctl keys allow box2.key                 # on the supervisor's machine
       crewctl worker --connect tcp://10.0.0.5:7700 --name box2 \\
           --key box2.key_secret --server-key server.key --workdir ~/checkout
     """
-    from ..actors.daemon import is_loopback
     from ..config import load_config
     from ..transport import keys, protocol
     from ..transport.control import read_daemon_info
@@ -71,17 +80,18 @@ def worker_command(endpoint, name, lanes, spec, concurrency, key_file, server_ke
             raise UsageError(f"lane {lane!r} is longer than {protocol.MAX_LANE} characters")
     if len(lane_list) > protocol.MAX_LANES:
         raise UsageError(f"at most {protocol.MAX_LANES} lanes")
-    from ..sandbox import Sandbox
-
-    # This machine's sandbox: its own config, its own home masked, its own ledger.
-    box = Sandbox.from_config(config, home, sandbox)
-    box.ledger.reap()
-    if not box.enabled:
-        logging.getLogger("crewctl.worker").warning("worker turns run UNSANDBOXED (--sandbox off / [sandbox] mode = \"off\")")
     settings = HostSettings(endpoint="", name=name or "", lanes=tuple(lane_list), concurrency=concurrency, spec=spec,
-                            workdir=os.path.abspath(workdir), heartbeat=heartbeat, config=config, sandbox=box)
+                            workdir=os.path.abspath(workdir), heartbeat=heartbeat, config=config)
     if not protocol.NAME_RE.match(settings.name) or len(settings.name) > protocol.MAX_NAME:
         raise UsageError(f"a host name is letters, digits and . _ @ : + - (at most {protocol.MAX_NAME}), not {settings.name!r}")
+    from ..sandbox import Sandbox
+
+    # This machine's sandbox: its own config, its home masked, and a ledger of its own, so
+    # that it only ever ends what an earlier run of this worker left.
+    settings.sandbox = Sandbox.from_config(config, home, sandbox, owner=f"worker-{settings.name}")
+    settings.sandbox.ledger.reap()
+    if not settings.sandbox.enabled:
+        logging.getLogger("crewctl.worker").warning("worker turns run UNSANDBOXED (--sandbox off / [sandbox] mode = \"off\")")
 
     if endpoint:
         settings.endpoint = endpoint
@@ -100,21 +110,21 @@ def worker_command(endpoint, name, lanes, spec, concurrency, key_file, server_ke
         settings.endpoint = current
         endpoint = last[0]
 
-    if key_file:
-        settings.client_keys = keys.load_secret(key_file)
-        if server_key_file is None:
-            default = os.path.join(keys.keys_dir(home), "server.key")
-            if not os.path.isfile(default):
-                raise UsageError("--key needs the supervisor's public key: pass --server-key FILE (its server.key)")
-            server_key_file = default
-        settings.server_key = keys.load_public(server_key_file)
-    elif server_key_file:
-        raise UsageError("--server-key needs --key (this host's secret key file)")
-    elif not is_loopback(endpoint):
+    if not key_file:
         raise UsageError(
-            f"{endpoint} is not loopback, so the supervisor there requires CURVE: make a key with "
-            "`crewctl keys new NAME`, have it allowed there, and pass --key NAME.key_secret --server-key server.key"
+            f"the supervisor at {endpoint} lets no host in without a CURVE key: make one with "
+            "`crewctl keys new NAME` (add --allow on the supervisor's machine; elsewhere allow NAME.key there "
+            "with `crewctl keys allow`), then pass --key NAME.key_secret"
         )
+    settings.client_keys = keys.load_secret(key_file)
+    if server_key_file is None:
+        server_key_file = keys.server_key_path(home)
+        if not os.path.isfile(server_key_file):
+            raise UsageError(
+                f"no supervisor key in {keys.keys_dir(home)}: pass --server-key FILE (the supervisor's server.key; "
+                "a supervisor makes it on its first start)"
+            )
+    settings.server_key = keys.load_public(server_key_file)
 
     host = AgentHost(settings)
     stop = threading.Event()
@@ -134,6 +144,8 @@ def worker_command(endpoint, name, lanes, spec, concurrency, key_file, server_ke
     while not host.wait(0.5):  # poll: signal handlers run between waits on the main thread
         pass
     _flush()
+    if host.refused is not None:
+        click.echo(f"crewctl: the supervisor refused this worker: {host.refused}", err=True)
     sys.exit(host.exit_code)
 
 

@@ -50,6 +50,12 @@ CLI_STATE: dict[str, tuple[str, ...]] = {
     "aider": (".aider", ".cache/aider"),
     "llm": (".config/io.datasette.llm",),
 }
+# ... or where the operator's environment moves it.
+CLI_STATE_ENV: dict[str, tuple[str, ...]] = {
+    "claude": ("CLAUDE_CONFIG_DIR",),
+    "codex": ("CODEX_HOME",),
+    "llm": ("LLM_USER_PATH",),
+}
 
 
 @dataclass(frozen=True)
@@ -64,9 +70,12 @@ class Sandbox:
     config_path: str | None = None
     operator_home: str = ""
     probe: SandboxProbe | None = None
+    # Whose processes the ledger holds: the supervisor's, or one `crewctl worker`'s. A worker
+    # on the supervisor's machine shares its home but must only ever reap what it left itself.
+    owner: str = "supervisor"
 
     @classmethod
-    def from_config(cls, config: "Config", home: str, mode: str | None = None) -> "Sandbox":
+    def from_config(cls, config: "Config", home: str, mode: str | None = None, *, owner: str = "supervisor") -> "Sandbox":
         """The daemon's sandbox. Raises SandboxUnavailable (on, but none can be made) or ConfigError."""
         section = dict(getattr(config, "sandbox", None) or {})
         where = f"config {config.path}: [sandbox]" if config.path else "[sandbox]"
@@ -97,6 +106,7 @@ class Sandbox:
             config_path=config.path,
             operator_home=os.path.realpath(os.path.expanduser("~")),
             probe=found,
+            owner=owner,
         )
 
     @classmethod
@@ -114,7 +124,7 @@ class Sandbox:
 
     @property
     def ledger(self) -> Ledger:
-        return Ledger(os.path.join(self.home, "run", "procs"))
+        return Ledger(os.path.join(self.home, "run", "procs", self.owner))
 
     def describe(self) -> str:
         return self.probe.how if self.enabled and self.probe else "off (--sandbox off / [sandbox] mode = \"off\")"
@@ -178,12 +188,9 @@ class Sandbox:
         return env, self.policy(role, workdir, kind=kind)
 
     def _cli_state(self, kind: str | None) -> list[str]:
-        out = []
-        for rel in CLI_STATE.get(kind or "", ()):
-            path = os.path.join(self.operator_home, rel)
-            if os.path.exists(path):
-                out.append(path)
-        return out
+        candidates = [os.path.join(self.operator_home, rel) for rel in CLI_STATE.get(kind or "", ())]
+        candidates += [os.environ[name] for name in CLI_STATE_ENV.get(kind or "", ()) if os.environ.get(name)]
+        return [path for path in candidates if os.path.isabs(path) and os.path.exists(path)]
 
 
 def probe(config: "Config | None" = None, mode: str | None = None) -> SandboxProbe:

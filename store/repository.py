@@ -55,6 +55,7 @@ from playhouse.db_url import connect as connect_url
 from ..exceptions import CrewError, NotFound, SchemaTooNew, StoreError
 from ..goal.attention import ATTENTION, ENTRY_EVENTS, attention_why
 from ..goal.effects import Record, Transition
+from ..home import private_dir, private_file
 from ..goal.model import TERMINAL, Criterion, GoalState, Step
 from ..goal.views import goal_view
 from .models import ALL_MODELS, SCHEMA_VERSION, SessionRow
@@ -116,8 +117,8 @@ def open_store(url: str | None = None, home: str | None = None, *, create: bool 
         path = os.path.join(home, "crew.db")
         if not create and not os.path.exists(path):
             return Store(None, describe=path)
-        os.makedirs(home, exist_ok=True)
-        return Store(_sqlite(path), describe=path, create=create)
+        private_dir(home)
+        return Store(_sqlite(path, private=create), describe=path, create=create)
     try:
         db = connect_url(url)
     except Exception as exc:  # playhouse raises plain errors for unknown schemes
@@ -128,13 +129,20 @@ def open_store(url: str | None = None, home: str | None = None, *, create: bool 
             raise StoreError(f"cannot use database URL {_redact(url)}: an in-memory database does not outlive the process")
         if not create and not os.path.exists(path):
             return Store(None, describe=path)
-        return Store(_sqlite(path), describe=path, create=create)  # with our durability settings
+        return Store(_sqlite(path, private=create), describe=path, create=create)  # with our durability settings
     if not isinstance(db, pw.PostgresqlDatabase):
         raise StoreError(f"cannot use database URL {_redact(url)}: crewctl stores goals in SQLite or PostgreSQL")
     return Store(db, describe=_redact(url), create=create)
 
 
-def _sqlite(path: str) -> pw.SqliteDatabase:
+def _sqlite(path: str, *, private: bool = False) -> pw.SqliteDatabase:
+    if private:
+        # Every prompt and reply lives here (the WAL holds the newest ones): 0600 before
+        # SQLite opens it. SQLite gives -wal and -shm the database file's mode when it makes
+        # them; ones left by an older crewctl are tightened here too.
+        for suffix in ("", "-wal", "-shm"):
+            if suffix == "" or os.path.exists(path + suffix):
+                private_file(path + suffix)
     return pw.SqliteDatabase(
         path,
         pragmas={

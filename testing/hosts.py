@@ -1,15 +1,19 @@
 """Agent hosts for tests: real `crewctl worker` processes, and raw sockets for forged frames.
 
     with Supervisor(tmp_path, args=["--heartbeat", "0.2", "--local-workers", "0"]) as sup:
-        with WorkerProcess(sup, "alpha", "--lanes", "gpu") as alpha:
+        with WorkerProcess(sup, "alpha", "--lanes", "gpu") as alpha:   # with key "alpha", allowed
             wait_for_host(sup, "alpha")
             ...
             alpha.kill()                      # SIGKILL, as a crashed machine would
 
-    with RawPeer(sup.info()["listen"]) as peer:    # a DEALER that speaks whatever it is told
-        peer.send(b"\\x00garbage")
+    with RawPeer(sup.info()["listen"], **peer_keys(sup, "x")) as peer:   # a DEALER that speaks
+        peer.send(b"\\x00garbage")                                        # whatever it is told
         peer.send_msg({"v": 1, "type": "hello", ...})
         reply = peer.recv(timeout=2)
+
+The agents endpoint takes only allowed CURVE keys, so a worker or peer gets a key pair of
+its own (made once per key name under the test's root, allowed in the supervisor's home)
+unless a test says otherwise (`key=None`: no key at all).
 """
 
 from __future__ import annotations
@@ -20,11 +24,29 @@ import subprocess
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
+from ..transport import keys
 from ..transport.codec import pack, unpack
 from .process import Supervisor, crewctl_binary, read_log, wait_until
 
-__all__ = ["RawPeer", "WorkerProcess", "host_names", "status", "wait_for_host", "wait_host_gone"]
+__all__ = ["RawPeer", "WorkerProcess", "host_names", "peer_keys", "status", "worker_key", "wait_for_host", "wait_host_gone"]
+
+
+def worker_key(sup: Supervisor, name: str, *, allow: bool = True) -> str:
+    """The secret key file of test key `name` (made on first use), allowed on `sup` if asked."""
+    directory = os.path.join(sup.root, "keys")
+    public = os.path.join(directory, name + ".key")
+    if not os.path.exists(public):
+        keys.new_key_pair(name, directory)
+    if allow:
+        keys.allow(sup.home, public)
+    return public + "_secret"
+
+
+def peer_keys(sup: Supervisor, name: str, *, allow: bool = True) -> dict[str, Any]:
+    """RawPeer's keyword arguments for a CURVE peer with test key `name`."""
+    return {"client_keys": keys.load_secret(worker_key(sup, name, allow=allow)), "server_key": keys.server_keys(sup.home)[0]}
 
 
 def status(sup: Supervisor) -> dict[str, Any]:
@@ -54,10 +76,21 @@ def wait_host_gone(sup: Supervisor, name: str, timeout: float = 20) -> None:
 class WorkerProcess:
     """A `crewctl worker` process attached to a Supervisor's agents endpoint."""
 
-    def __init__(self, sup: Supervisor, name: str, *args: str, env: dict[str, str] | None = None, heartbeat: float = 0.2, connect: str | None = None) -> None:
+    def __init__(
+        self,
+        sup: Supervisor,
+        name: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        heartbeat: float = 0.2,
+        connect: str | None = None,
+        key: str | None = "",
+    ) -> None:
+        """`key`: the test key it attaches with ("" = its name; None = none; ignored if args has --key)."""
         self.sup = sup
         self.name = name
         self.args = list(args)
+        self.key = name if key == "" else key
         self.env = dict(env or {})
         self.heartbeat = heartbeat
         self.connect = connect
@@ -76,6 +109,8 @@ class WorkerProcess:
         env.update(self.sup.env)
         env.update(self.env)
         argv = [crewctl_binary(), "worker", "--name", self.name, "--heartbeat", str(self.heartbeat), *self.args]
+        if self.key is not None and "--key" not in self.args:
+            argv += ["--key", worker_key(self.sup, self.key)]
         if self.connect:
             argv += ["--connect", self.connect]
         self._log = open(self.log_path, "ab")
@@ -128,7 +163,20 @@ class RawPeer:
         if client_keys is not None:
             self.sock.curve_publickey, self.sock.curve_secretkey = client_keys
             self.sock.curve_serverkey = server_key
+        # Watched from before the connect, so no disconnect goes unseen.
+        self._monitor = self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self.disconnects = 0
         self.sock.connect(endpoint)
+
+    def wait_disconnected(self, timeout: float = 10.0) -> bool:
+        """True once the other side has closed this peer's connection (e.g. for a frame
+        past its size cap), False at the deadline."""
+        if self.disconnects:
+            return True
+        if self._monitor.poll(int(timeout * 1000)):
+            recv_monitor_message(self._monitor)
+            self.disconnects += 1
+        return self.disconnects > 0
 
     def __enter__(self) -> "RawPeer":
         return self
@@ -141,6 +189,16 @@ class RawPeer:
 
     def send_msg(self, msg: dict[str, Any]) -> None:
         self.sock.send(pack(msg))
+
+    def offer_msg(self, msg: dict[str, Any]) -> bool:
+        """Send if a connection will take it; False if none will. For a peer the other side
+        refuses at the handshake: between its reconnects it has no connection to queue on,
+        where send_msg would wait forever."""
+        try:
+            self.sock.send(pack(msg), zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        return True
 
     def recv(self, timeout: float = 2.0) -> dict[str, Any] | None:
         """The next decodable message, or None at the deadline."""
@@ -155,4 +213,6 @@ class RawPeer:
         return out
 
     def close(self) -> None:
+        self.sock.disable_monitor()
+        self._monitor.close(0)
         self.sock.close(0)

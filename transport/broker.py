@@ -4,10 +4,25 @@ ZeroMQ sockets belong to one thread each, so every send goes through this thread
 threads put (socket, identity, message) on the outbox and wake the poller through a pipe.
 Incoming frames are decoded here with the bounded codec; a frame that does not decode, has
 the wrong shape or the wrong version is dropped and counted and never stops the loop.
+
+Who sent a frame is decided here, before any handler sees it, from what the socket itself
+proves (a `Peer`):
+- a CURVE endpoint (`curve_secret` set) passes on the client's public key as the ZAP
+  handler vouched for it (the frame's User-Id property); a frame without one is dropped,
+  so a handshake that was let through without authentication (no ZAP handler running)
+  still gets nothing in;
+- an in-process endpoint (`in_process`, inproc:// only: unreachable from outside this
+  process) marks its peers IN_PROCESS;
+- a token endpoint (`token` set) takes [token, payload] and compares the token frame in
+  constant time before the payload is decoded; a peer without it is dropped and counted
+  and told `refused`, and its payload is never looked at.
+A message is read frame by frame and at most MAX_PARTS frames are kept, so a peer cannot
+make the broker hold a multipart message of any size either.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import queue
 import threading
@@ -18,13 +33,26 @@ import zmq
 
 from ..exceptions import ProtocolError
 from .codec import MAX_FRAME, SUPPORTED_VERSIONS, message, pack, unpack
+from .scheduler import IN_PROCESS
 from .wake import WakePipe
 
-__all__ = ["Broker", "Endpoint"]
+__all__ = ["Broker", "Endpoint", "Peer"]
 
 log = logging.getLogger("crewctl.broker")
 
-Handler = Callable[[bytes, dict[str, Any]], None]
+MAX_PARTS = 3  # identity, [token,] payload
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who sent a frame: where it came in, its connection, and the key the socket proved."""
+
+    endpoint: str
+    identity: bytes
+    key: str | None = None  # z85 CURVE public key, IN_PROCESS, or None (the endpoint proves nothing)
+
+
+Handler = Callable[[Peer, dict[str, Any]], None]
 
 
 @dataclass
@@ -37,6 +65,8 @@ class Endpoint:
     max_frame: int = MAX_FRAME
     curve_secret: bytes | None = None  # set: CURVE server; clients need an allowed key
     curve_public: bytes | None = None
+    in_process: bool = False  # inproc:// for the daemon's own hosts
+    token: bytes | None = None  # set: every message is [token, payload]
     bound: str | None = None
     dropped: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
@@ -67,6 +97,9 @@ class Broker(threading.Thread):
 
     def dropped(self) -> dict[str, int]:
         return {name: e.dropped for name, e in self.endpoints.items()}
+
+    def drop_reasons(self) -> dict[str, dict[str, int]]:
+        return {name: dict(e.reasons) for name, e in self.endpoints.items()}
 
     def _wake(self) -> None:
         self._waker.wake()
@@ -108,6 +141,8 @@ class Broker(threading.Thread):
             sock.setsockopt(zmq.RCVHWM, 10_000)
             sock.setsockopt(zmq.SNDHWM, 10_000)
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a vanished peer fails loudly
+            if e.in_process and not e.bind.startswith("inproc://"):
+                raise ValueError(f"endpoint {e.name}: an in-process endpoint binds inproc:// only, not {e.bind}")
             if e.curve_secret is not None:
                 sock.curve_server = True
                 sock.curve_secretkey = e.curve_secret
@@ -134,15 +169,33 @@ class Broker(threading.Thread):
     def _receive(self, sock: zmq.Socket, e: Endpoint) -> None:
         for _ in range(1000):  # bounded batch, so one busy socket cannot starve the other
             try:
-                parts = sock.recv_multipart(flags=zmq.NOBLOCK, copy=True)
+                parts = self._recv_parts(sock)
             except zmq.Again:
                 return
-            if len(parts) != 2:
+            if parts is None:
                 self._drop(e, "wrong number of frames")
                 continue
-            identity, frame = parts
+            identity, frames = parts[0].bytes, parts[1:]
+            if e.token is not None:
+                if len(frames) == 1:
+                    self._refuse_token(e, identity, "no control token")
+                    continue
+                if len(frames) != 2:
+                    self._drop(e, "wrong number of frames")
+                    continue
+                if not hmac.compare_digest(frames[0].bytes, e.token):
+                    self._refuse_token(e, identity, "bad control token")
+                    continue
+                frames = frames[1:]
+            if len(frames) != 1:
+                self._drop(e, "wrong number of frames")
+                continue
+            peer = self._peer(e, identity, frames[0])
+            if peer is None:
+                self._drop(e, "no authenticated CURVE key")
+                continue
             try:
-                msg = unpack(frame, max_size=e.max_frame, check_version=False)
+                msg = unpack(frames[0].bytes, max_size=e.max_frame, check_version=False)
             except ProtocolError as exc:
                 self._drop(e, exc.message)
                 continue
@@ -159,12 +212,44 @@ class Broker(threading.Thread):
                 )
                 continue
             try:
-                e.handler(identity, msg)
+                e.handler(peer, msg)
             except ProtocolError as exc:
                 self._drop(e, exc.message)
             except Exception:  # a handler bug must not take the broker down
                 log.exception("handler for %s failed", e.name)
                 self._drop(e, "handler error")
+
+    @staticmethod
+    def _recv_parts(sock: zmq.Socket) -> list[zmq.Frame] | None:
+        """One whole message, frame by frame, keeping at most MAX_PARTS frames; None (the
+        rest read and let go) if it has more. Raises zmq.Again when nothing is waiting."""
+        parts: list[zmq.Frame] = []
+        too_many = False
+        while True:
+            # A message arrives whole, so after its first frame the others are already here.
+            frame = sock.recv(flags=zmq.NOBLOCK, copy=False)
+            if len(parts) < MAX_PARTS:
+                parts.append(frame)
+            else:
+                too_many = True
+            if not frame.more:
+                return None if too_many else parts
+
+    @staticmethod
+    def _peer(e: Endpoint, identity: bytes, frame: zmq.Frame) -> Peer | None:
+        if e.in_process:
+            return Peer(e.name, identity, IN_PROCESS)
+        if e.curve_secret is None:
+            return Peer(e.name, identity)
+        try:
+            key = frame.get("User-Id")
+        except zmq.ZMQError:
+            key = None
+        return Peer(e.name, identity, key) if key else None
+
+    def _refuse_token(self, e: Endpoint, identity: bytes, reason: str) -> None:
+        self._drop(e, reason)
+        self.send(e.name, identity, message("refused", reason=f"{reason}: read it from this supervisor's daemon.json"))
 
     def _drop(self, e: Endpoint, reason: str) -> None:
         e.dropped += 1

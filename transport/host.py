@@ -1,7 +1,14 @@
 """The agent host: serves worker turns for a daemon over a ZeroMQ DEALER.
 
-Used by `crewctl worker --connect ENDPOINT` (a process of its own, on any machine) and by
-the daemon's `--local-workers` (threads of the daemon, over TCP loopback, the same code).
+Used by `crewctl worker --connect ENDPOINT` (a process of its own, on any machine, with a
+CURVE key the daemon allows) and by the daemon's `--local-workers` (threads of the daemon,
+over inproc:// in its ZeroMQ context, with no key: the same code).
+
+A `refused` from the daemon (another key holds our name, the name is reserved, a newer
+instance took it over, or the daemon speaks another protocol version) ends `run()` with
+exit code 1 and the reason in `refused`: it would be refused again, so it does not retry.
+A CURVE handshake the daemon rejects is retried (with backoff) instead: the operator may
+allow the key while the host waits, and the next connection gets in.
 
 Threads: the I/O thread owns the socket (connect, hello, heartbeats, messages in and out);
 each task runs in a pool thread that never touches the socket, and hands its result back

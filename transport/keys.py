@@ -1,17 +1,20 @@
 """CURVE keys for the agents endpoint (zmq.auth certificates).
 
+    $CREWCTL_HOME/keys/                    0700
     $CREWCTL_HOME/keys/server.key          the daemon's public certificate: give it to workers
-    $CREWCTL_HOME/keys/server.key_secret   the daemon's secret certificate: never leaves the home
+    $CREWCTL_HOME/keys/server.key_secret   the daemon's secret certificate (0600): never leaves the home
     $CREWCTL_HOME/keys/allowed/*.key       public certificates of the workers allowed to attach
 
-`crewctl keys init` writes the server pair, `crewctl keys new NAME` a worker pair (wherever
-the worker runs), `crewctl keys allow FILE` copies a worker's *public* certificate into the
-allowed folder. The daemon's ZAP handler reads the allowed folder at every handshake, so a
-key allowed while the daemon runs works for the next connection, with no restart.
+`crewctl run` makes the server pair on its first start (or `crewctl keys init`), `crewctl
+keys new NAME` a worker pair (wherever the worker runs; `--allow` allows it here too),
+`crewctl keys allow FILE` copies a worker's *public* certificate into the allowed folder.
+The daemon's ZAP handler reads the allowed folder at every handshake, so a key allowed
+while the daemon runs works for the next connection, with no restart.
 
-With CURVE on, the handshake itself refuses an unknown key: its frames never reach the
-broker, so it gets no task, no goal data, and nothing it sends is recorded. The in-process
-(local) hosts of the daemon use a key pair made in memory at start and allowed in memory.
+The agents endpoint is always CURVE, loopback included: the handshake itself refuses an
+unknown key, so its frames never reach the broker; it gets no task, no goal data, and
+nothing it sends is recorded. The daemon's in-process hosts need no key: they reach the
+broker over inproc://, which nothing outside the daemon's process can connect to.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import logging
 import os
 import re
 import shutil
-import threading
+import time
 from typing import Any
 
 import zmq
@@ -28,18 +31,20 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from ..exceptions import UsageError
+from ..home import PRIVATE_FILE, private_dir, private_file
 
 __all__ = [
     "allow",
     "allowed_dir",
     "allowed_keys",
-    "ephemeral_client_keys",
     "has_server_keys",
     "init_server_keys",
     "keys_dir",
     "load_public",
     "load_secret",
     "new_key_pair",
+    "secure_keys_dir",
+    "server_key_path",
     "server_keys",
     "start_authenticator",
 ]
@@ -48,10 +53,6 @@ log = logging.getLogger("crewctl.keys")
 
 SERVER = "server"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-# Keys allowed in memory, for this process's own local hosts (z85 public keys).
-_ephemeral: set[bytes] = set()
-_ephemeral_lock = threading.Lock()
 
 
 def keys_dir(home: str) -> str:
@@ -65,6 +66,20 @@ def allowed_dir(home: str) -> str:
 def _server_paths(home: str) -> tuple[str, str]:
     base = os.path.join(keys_dir(home), SERVER)
     return base + ".key", base + ".key_secret"
+
+
+def server_key_path(home: str) -> str:
+    """The daemon's public certificate: what a worker passes as --server-key."""
+    return _server_paths(home)[0]
+
+
+def secure_keys_dir(home: str) -> None:
+    """Make (or tighten) the keys folders (0700) and the server's secret file (0600)."""
+    private_dir(keys_dir(home))
+    private_dir(allowed_dir(home))
+    _, secret_path = _server_paths(home)
+    if os.path.exists(secret_path):
+        private_file(secret_path)
 
 
 def has_server_keys(home: str) -> bool:
@@ -83,8 +98,7 @@ def init_server_keys(home: str, *, force: bool = False) -> tuple[str, str]:
     public_path, secret_path = _server_paths(home)
     if has_server_keys(home) and not force:
         raise UsageError(f"the supervisor's keys already exist in {keys_dir(home)} (pass --force to replace them)")
-    os.makedirs(allowed_dir(home), mode=0o700, exist_ok=True)
-    os.chmod(keys_dir(home), 0o700)
+    secure_keys_dir(home)
     _write_pair(keys_dir(home), SERVER)
     return public_path, secret_path
 
@@ -113,7 +127,7 @@ def _write_pair(directory: str, name: str) -> None:
         public_path, secret_path = zmq.auth.create_certificates(directory, name)
     finally:
         os.umask(old)
-    os.chmod(secret_path, 0o600)
+    os.chmod(secret_path, PRIVATE_FILE)
     os.chmod(public_path, 0o644)
 
 
@@ -154,8 +168,8 @@ def allow(home: str, path: str) -> str:
         )
     if not public:
         raise UsageError(f"{path} has no public key")
+    secure_keys_dir(home)
     target_dir = allowed_dir(home)
-    os.makedirs(target_dir, mode=0o700, exist_ok=True)
     if public in allowed_keys(home):
         for entry in sorted(os.listdir(target_dir)):
             full = os.path.join(target_dir, entry)
@@ -200,14 +214,6 @@ def allowed_keys(home: str) -> set[bytes]:
     return keys
 
 
-def ephemeral_client_keys() -> tuple[bytes, bytes]:
-    """A fresh (public, secret) pair allowed by this process's authenticators, in memory only."""
-    public, secret = zmq.curve_keypair()
-    with _ephemeral_lock:
-        _ephemeral.add(public)
-    return public, secret
-
-
 class _AllowedFolder:
     """ZAP credentials provider: the allowed folder, read at every handshake."""
 
@@ -215,9 +221,6 @@ class _AllowedFolder:
         self.home = home
 
     def callback(self, domain: str, key: bytes) -> bool:
-        with _ephemeral_lock:
-            if key in _ephemeral:
-                return True
         allowed = key in allowed_keys(self.home)
         if not allowed:
             log.warning("refused a CURVE client with unknown key %s (allow it with `crewctl keys allow FILE`)", key.decode("ascii", "replace"))
@@ -232,9 +235,22 @@ class _Authenticator:
         self._auth.stop()
 
 
+ZAP_REBIND_WAIT = 5.0  # seconds
+
+
 def start_authenticator(home: str, context: zmq.Context | None = None) -> Any:
     """Start the ZAP handler for `context` (default: the process-wide one). Returns it (.stop())."""
-    auth = ThreadAuthenticator(context or zmq.Context.instance(), log=logging.getLogger("crewctl.zap"))
-    auth.start()
-    auth.configure_curve_callback(domain="*", credentials_provider=_AllowedFolder(home))
-    return _Authenticator(auth)
+    deadline = time.monotonic() + ZAP_REBIND_WAIT
+    while True:
+        auth = ThreadAuthenticator(context or zmq.Context.instance(), log=logging.getLogger("crewctl.zap"))
+        # Configured before it starts: no handshake is ever judged without the allowed folder.
+        auth.configure_curve_callback(domain="*", credentials_provider=_AllowedFolder(home))
+        try:
+            auth.start()
+            return _Authenticator(auth)
+        except zmq.ZMQError as exc:
+            # A handler stopped a moment ago in this process (a daemon run before this one)
+            # still holds the ZAP address until ZeroMQ's reaper thread has closed its socket.
+            if exc.errno != zmq.EADDRINUSE or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)  # poll: the release is asynchronous and has no event to wait on

@@ -15,8 +15,9 @@ daemon -> host
     task       {task, goal, step, prompt, workspace, spec: str|nil, timeout: float|nil, attempt: int}
     heartbeat  {}
     cancel     {task}
-    refused    {reason, speaks?: [int]}   (wrong protocol version, or the name was taken
-                                           over by a newer instance: the host stops)
+    refused    {reason, speaks?: [int]}   (wrong protocol version; the name was taken over
+                                           by a newer instance; the name belongs to another
+                                           key or is reserved: the host stops)
 
 Unknown extra fields are ignored (a newer minor revision may add some); a missing or
 ill-typed field, an unknown type, or a value past its bound raises ProtocolError, which the

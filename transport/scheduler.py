@@ -23,6 +23,13 @@ The rules:
 - **Liveness.** A host not heard from for `liveness * heartbeat` seconds is dead: it is
   removed and its in-flight tasks are returned as `Lost`. They are never requeued here: the
   goal core counts the attempt and dispatches the step again under a new task id.
+- **Names belong to keys.** The first key (`owner`: the host's CURVE public key, or
+  `IN_PROCESS` for the daemon's own hosts) to say hello with a name holds it for the
+  scheduler's life (the daemon's run), attached or not: a restarted worker gets its name
+  back, and a hello with that name from any other key is refused. Names `local-N` belong
+  to the in-process hosts alone, and in-process hosts take only those. So no host can
+  take over another's name, its affinity or its in-flight tasks. At most NAMES_CAP names
+  are held; past that, hellos with new names are refused.
 - **Instances.** A host name belongs to one process at a time. A hello from a known name
   with a new instance id means the old process is gone: its tasks are `Lost`. A hello from
   the same instance on a new connection is a reconnect: it keeps its tasks.
@@ -37,17 +44,44 @@ The rules:
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Hashable, Iterable
 
 from ..exceptions import ProtocolError
 
-__all__ = ["Completion", "Host", "HostInfo", "Lost", "Scheduler", "Task"]
+__all__ = ["IN_PROCESS", "Completion", "Host", "HostInfo", "Lost", "Scheduler", "Task", "in_process_name", "name_refusal"]
 
 LIVENESS = 3  # heartbeats a host may miss before it is dead
 RETIRED_CAP = 20_000  # task ids remembered after they leave, to recognise late results
 DEPARTED_CAP = 1_000  # connections remembered after their host left, for late results
+NAMES_CAP = 10_000  # host names held by their keys
+IN_PROCESS = "in-process"  # the owner of the daemon's own hosts (a CURVE key is 40 z85 characters)
+IN_PROCESS_PREFIX = "local"
+_IN_PROCESS_NAME = re.compile(rf"{IN_PROCESS_PREFIX}-[0-9]+")
+
+# Whatever the dispatcher uses to reach one connection (a Peer: endpoint, identity, key).
+Connection = Hashable
+
+
+def in_process_name(n: int) -> str:
+    """The name of the daemon's n-th in-process host."""
+    return f"{IN_PROCESS_PREFIX}-{n}"
+
+
+def name_refusal(name: str, owner: str, holder: str | None, held: int) -> str | None:
+    """Why `owner` may not say hello as `name` (held by `holder`, None if free, with `held`
+    names held in all), or None if it may."""
+    if (_IN_PROCESS_NAME.fullmatch(name) is not None) != (owner == IN_PROCESS):
+        if owner == IN_PROCESS:
+            return f"in-process hosts are named {IN_PROCESS_PREFIX}-N, not {name!r}"
+        return f"host name {name!r} is reserved for the supervisor's in-process hosts; pick another --name"
+    if holder is not None and holder != owner:
+        return f"host name {name!r} belongs to another host's key in this supervisor's run; pick another --name"
+    if holder is None and held >= NAMES_CAP:
+        return f"this supervisor already holds {NAMES_CAP} host names; restart it to forget them"
+    return None
 
 
 @dataclass
@@ -65,7 +99,7 @@ class Task:
 @dataclass
 class Host:
     name: str
-    identity: bytes
+    identity: Connection
     instance: str
     lanes: frozenset[str]
     capacity: int
@@ -121,7 +155,8 @@ class Completion:
 @dataclass(frozen=True)
 class Hello:
     lost: tuple[Lost, ...] = ()
-    replaced: bytes | None = None  # the connection this hello takes over from, if any
+    refused: str | None = None  # why the hello was turned away (nothing changed)
+    replaced: Connection | None = None  # the connection this hello takes over from, if any
     reconnect: bool = False  # same instance, new connection: its tasks moved over
     again: bool = False  # a repeated hello on the same connection (nothing changed but lanes/capacity)
 
@@ -132,12 +167,13 @@ class Scheduler:
             raise ValueError("heartbeat must be positive and liveness at least 1")
         self.heartbeat = heartbeat
         self.liveness = liveness
-        self.hosts: dict[bytes, Host] = {}  # by connection identity
-        self._by_name: dict[str, bytes] = {}
+        self.hosts: dict[Connection, Host] = {}  # by connection
+        self._by_name: dict[str, Connection] = {}
+        self._owners: dict[str, str] = {}  # host name -> the key that holds it
         self.queue: list[Task] = []  # waiting, in arrival order
         self.affinity: dict[str, str] = {}  # goal -> name of the host that last took its task
         self._retired: OrderedDict[str, tuple[str, str]] = OrderedDict()  # task id -> (goal, step)
-        self._departed: OrderedDict[bytes, str] = OrderedDict()  # identity -> host name
+        self._departed: OrderedDict[Connection, str] = OrderedDict()  # connection -> host name
         self._seq = 0
 
     # -- hosts ------------------------------------------------------------------------------
@@ -149,15 +185,17 @@ class Scheduler:
 
     def hello(
         self,
-        identity: bytes,
+        identity: Connection,
         name: str,
         instance: str,
         lanes: Iterable[str],
         capacity: int,
         now: float,
         pid: int | None = None,
+        *,
+        owner: str,
     ) -> Hello:
-        """A host attaches (or re-attaches). See the module rules on names and instances."""
+        """A host attaches (or re-attaches). See the module rules on names, keys and instances."""
         if capacity < 1:
             raise ProtocolError("a host needs a concurrency of at least 1")
         lanes = frozenset(lanes)
@@ -167,6 +205,10 @@ class Scheduler:
                 raise ProtocolError("a connection cannot change its host name or instance")
             current.lanes, current.capacity, current.last_seen, current.pid = lanes, capacity, now, pid
             return Hello(again=True)
+        refusal = name_refusal(name, owner, self._owners.get(name), len(self._owners))
+        if refusal is not None:
+            return Hello(refused=refusal)
+        self._owners[name] = owner
         self._departed.pop(identity, None)
         host = Host(name=name, identity=identity, instance=instance, lanes=lanes, capacity=capacity, last_seen=now, connected_at=now, pid=pid)
         result = Hello()
@@ -184,7 +226,7 @@ class Scheduler:
         self._by_name[name] = identity
         return result
 
-    def seen(self, identity: bytes, now: float) -> Host:
+    def seen(self, identity: Connection, now: float) -> Host:
         """Any traffic from a host proves it alive. Raises ProtocolError for a stranger."""
         host = self.hosts.get(identity)
         if host is None:
@@ -192,14 +234,14 @@ class Scheduler:
         host.last_seen = now
         return host
 
-    def attached(self, identity: bytes) -> bool:
+    def attached(self, identity: Connection) -> bool:
         return identity in self.hosts
 
-    def departed(self, identity: bytes) -> str | None:
+    def departed(self, identity: Connection) -> str | None:
         """The name of the host that used this connection before it died or left, if recent."""
         return self._departed.get(identity)
 
-    def bye(self, identity: bytes) -> list[Lost]:
+    def bye(self, identity: Connection) -> list[Lost]:
         host = self.hosts.get(identity)
         if host is None:
             raise ProtocolError("bye from a host that has not said hello")
@@ -235,7 +277,7 @@ class Scheduler:
             del self._by_name[host.name]
         self._depart(host.identity, host.name)
 
-    def _depart(self, identity: bytes, name: str) -> None:
+    def _depart(self, identity: Connection, name: str) -> None:
         self._departed[identity] = name
         while len(self._departed) > DEPARTED_CAP:
             self._departed.popitem(last=False)
@@ -257,11 +299,11 @@ class Scheduler:
 
     # -- tasks ------------------------------------------------------------------------------
 
-    def enqueue(self, task: Task) -> list[tuple[bytes, str]]:
+    def enqueue(self, task: Task) -> list[tuple[Connection, str]]:
         """Queue a task. Returns (identity, task id) of older tasks of the same step to cancel."""
         if self._known(task.id):
             raise ValueError(f"task {task.id} was queued before")
-        cancels: list[tuple[bytes, str]] = []
+        cancels: list[tuple[Connection, str]] = []
         for old in [t for t in self.queue if t.goal == task.goal and t.step == task.step]:
             self.queue.remove(old)
             self._retire(old)
@@ -275,7 +317,7 @@ class Scheduler:
         self.queue.append(task)
         return cancels
 
-    def cancel_goal(self, goal: str) -> list[tuple[bytes, str]]:
+    def cancel_goal(self, goal: str) -> list[tuple[Connection, str]]:
         """Withdraw a goal's work: queued tasks go, running ones are to be cancelled."""
         for task in [t for t in self.queue if t.goal == goal]:
             self.queue.remove(task)
@@ -331,7 +373,7 @@ class Scheduler:
         due = [t.not_before for t in self.queue if t.not_before is not None and t.not_before > now]
         return min(due) if due else None
 
-    def complete(self, identity: bytes, task_id: str) -> Completion:
+    def complete(self, identity: Connection, task_id: str) -> Completion:
         """A host returned a result for `task_id`. Raises ProtocolError if it makes no sense."""
         host = self.hosts.get(identity)
         name = host.name if host is not None else self._departed.get(identity)

@@ -1,7 +1,9 @@
 """A crew across processes: `crewctl run`, `crewctl worker` processes, real sockets on loopback.
 
 Agents are `exec:` brains written by each test. Heartbeats are 0.2 s, so a host that dies is
-noticed in 0.6 s; a step's first retry waits 2 s (the goal core's backoff).
+noticed in 0.6 s; a step's first retry waits 2 s (the goal core's backoff). The agents
+endpoint is CURVE on loopback too: every WorkerProcess attaches with a key of its own,
+allowed in the supervisor's home (crewctl.testing.hosts.worker_key).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import signal
 import pytest
 
 from crewctl.testing import AGENT_STATE, Supervisor, run_cli, wait_until, write_agent
-from crewctl.testing.hosts import RawPeer, WorkerProcess, status, wait_for_host
+from crewctl.testing.hosts import RawPeer, WorkerProcess, peer_keys, status, wait_for_host, wait_host_gone
 from crewctl.transport import keys
 from crewctl.transport.codec import message
 
@@ -221,10 +223,10 @@ def test_with_curve_an_unknown_key_gets_no_task_and_its_forged_result_is_not_rec
     steps = [{"title": "write a here"}, {"title": "write b remotely", "lane": "remote"}]
     lead = write_agent(tmp_path, "lead", lead_that_plans(steps))
     worker = write_agent(tmp_path, "worker", WORKER)
-    with Supervisor(tmp_path, home=home, env_allow=["TEST_WORKER"], args=[*FAST, "--curve"]) as sup:
+    with Supervisor(tmp_path, home=home, env_allow=["TEST_WORKER"], args=FAST) as sup:  # CURVE on loopback, with no flag
         with WorkerProcess(sup, "rogue", "--lanes", "remote", "--workdir", ws, "--key", f"{out}/rogue.key_secret") as rogue:
             goal = sup.new_goal("curve", "--criterion", "both", "--check", files_check("s1.txt", "s2.txt"), lead=lead, worker=worker, workspace=ws)
-            # The in-process host still works with CURVE on (a key allowed in memory).
+            # The in-process host needs no key: it is on inproc://, inside the supervisor.
             sup.wait_for_event(goal, "step_finished", where=lambda e: e["payload"]["step"] == "s1" and e["payload"]["host"] == "local-1")
             wait_until(lambda: "refused this host's CURVE key" in rogue.log(), timeout=10, message="the rogue to be refused")
             assert [h["name"] for h in status(sup)["hosts"]] == ["local-1"]
@@ -235,12 +237,12 @@ def test_with_curve_an_unknown_key_gets_no_task_and_its_forged_result_is_not_rec
             forged = message("result", task=queued, ok=True, text="forged", usage={}, seconds=1.0, changed_files=["evil"], error=None, kind=None)
             client = keys.load_secret(f"{out}/rogue.key_secret")
             with RawPeer(sup.info()["listen"], client_keys=client, server_key=keys.server_keys(home)[0]) as forger:
-                forger.send_msg(message("hello", name="forger", lanes=["remote"], concurrency=1, instance="x", pid=1))
-                forger.send_msg(forged)
+                forger.offer_msg(message("hello", name="forger", lanes=["remote"], concurrency=1, instance="x", pid=1))
+                forger.offer_msg(forged)
                 assert forger.recv(timeout=0.5) is None
             with RawPeer(sup.info()["listen"]) as plain:  # no CURVE at all: refused too
-                plain.send_msg(message("hello", name="plain", lanes=["remote"], concurrency=1, instance="y", pid=1))
-                plain.send_msg(forged)
+                plain.offer_msg(message("hello", name="plain", lanes=["remote"], concurrency=1, instance="y", pid=1))
+                plain.offer_msg(forged)
                 assert plain.recv(timeout=0.5) is None
 
             # Allowing a key takes effect in the running supervisor, with no restart.
@@ -256,16 +258,80 @@ def test_with_curve_an_unknown_key_gets_no_task_and_its_forged_result_is_not_rec
             assert "rogue" not in [h["name"] for h in after["hosts"]]
 
 
-@pytest.mark.parametrize("args", [["--listen", "tcp://0.0.0.0:0"], ["--curve"]], ids=["beyond-loopback", "curve-flag"])
-def test_starting_without_keys_where_curve_is_required_is_refused_with_one_clear_line(tmp_path, args):
-    done = run_cli(str(tmp_path / "home"), "run", *args, timeout=30)
-    assert done.code == 2, done
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done
-    assert lines[0].startswith("crewctl: refusing to start") and "crewctl keys init" in lines[0]
-    assert "Traceback" not in done.stderr and done.stdout == ""
+@pytest.mark.parametrize("args", [["--listen", "tcp://0.0.0.0:0"], ["--curve"], []], ids=["beyond-loopback", "curve-flag", "default"])
+def test_run_makes_the_supervisors_key_pair_on_first_start_and_says_where(tmp_path, args):
+    with Supervisor(tmp_path, args=args) as sup:
+        keys_dir = os.path.join(sup.home, "keys")
+        assert keys.has_server_keys(sup.home)
+        assert mode(keys_dir) == 0o700 and mode(os.path.join(keys_dir, "allowed")) == 0o700
+        assert mode(os.path.join(keys_dir, "server.key_secret")) == 0o600
+        assert f"made this supervisor's CURVE keys; a worker on another machine needs {keys_dir}/server.key" in sup.log()
+        public = keys.server_keys(sup.home)[0]
+    with Supervisor(tmp_path, home=sup.home, args=args) as again:  # the next start keeps them
+        assert keys.server_keys(again.home)[0] == public
+        assert again.log().count("made this supervisor's CURVE keys") == 1
+
+
+def mode(path: str) -> int:
+    return os.stat(path).st_mode & 0o777
 
 
 def test_a_worker_pointed_beyond_loopback_without_a_key_is_a_usage_error(tmp_path):
     done = run_cli(str(tmp_path / "home"), "worker", "--connect", "tcp://192.0.2.1:7700", timeout=30)
     assert done.code == 2 and "crewctl keys new" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_worker_without_a_key_on_the_supervisors_own_machine_is_a_usage_error_too(tmp_path):
+    with Supervisor(tmp_path, args=FAST) as sup:
+        done = sup.cli("worker", "--name", "box", check=False)
+        assert done.code == 2, done
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "crewctl keys new NAME" in lines[0] and "--allow" in lines[0]
+
+
+# -- names and keys: no host passes for another ------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [None, "impostor"], ids=["no-key", "allowed-key"])
+def test_a_peer_saying_hello_as_local_1_gets_no_task_and_the_in_process_worker_finishes_the_goal(tmp_path, ws, key):
+    lead = write_agent(tmp_path, "lead", lead_that_plans([{"title": "write a"}, {"title": "write b"}]))
+    worker = write_agent(tmp_path, "worker", WORKER)
+    with Supervisor(tmp_path, args=FAST) as sup:
+        local = wait_for_host(sup, "local-1")
+        with RawPeer(sup.info()["listen"], **(peer_keys(sup, key) if key else {})) as impostor:
+            hello = message("hello", name="local-1", lanes=[], concurrency=8, instance="impostor", pid=1)
+            send = impostor.send_msg if key else impostor.offer_msg  # without a key it may have no connection
+            send(hello)
+            goal = sup.new_goal("two files", "--criterion", "both", "--check", files_check("s1.txt", "s2.txt"),
+                                lead=lead, worker=worker, workspace=ws)
+            send(hello)  # again, while the goal's steps are queued
+            view = sup.wait_for_status(goal, "awaiting_signoff")
+            got = impostor.recv_all(timeout=0.5)
+        if key is None:
+            assert got == []  # the CURVE handshake failed: not even a refusal
+        else:
+            assert [m["type"] for m in got] == ["refused", "refused"]
+            assert "reserved for the supervisor's in-process hosts" in got[0]["reason"]
+        events = sup.events(goal)
+        assert [e["payload"]["host"] for e in of(events, "step_finished")] == ["local-1", "local-1"]
+        assert [s["holder"] for s in view["steps"]] == ["local-1", "local-1"]
+        assert not of(events, "step_retry") and not of(events, "task_late")
+        after = status(sup)
+        assert [(h["name"], h["instance"]) for h in after["hosts"]] == [("local-1", local["instance"])]
+        assert after["dropped_frames"]["agents"] == 0
+
+
+def test_a_keyed_worker_cannot_claim_a_name_another_key_holds_even_after_its_holder_left(tmp_path, ws):
+    with Supervisor(tmp_path, args=[*FAST, "--local-workers", "0"]) as sup:
+        with WorkerProcess(sup, "alpha", "--workdir", ws) as alpha:
+            held = wait_for_host(sup, "alpha", pid=alpha.pid)
+            mallory = WorkerProcess(sup, "alpha", "--workdir", ws, key="mallory").start()
+            assert mallory.wait_exit() == 1
+            assert "crewctl: the supervisor refused this worker: host name 'alpha' belongs to another host's key" in mallory.log()
+            assert [(h["name"], h["pid"], h["instance"]) for h in status(sup)["hosts"]] == [("alpha", alpha.pid, held["instance"])]
+            alpha.kill()
+            wait_host_gone(sup, "alpha")
+        again = WorkerProcess(sup, "alpha", "--workdir", ws, key="mallory").start()
+        assert again.wait_exit() == 1 and "belongs to another host's key" in again.log()
+        with WorkerProcess(sup, "alpha", "--workdir", ws) as back:  # its own key gets it back
+            assert wait_for_host(sup, "alpha")["pid"] == back.pid

@@ -1,7 +1,10 @@
 """Garbage at both of the daemon's ROUTERs: it drops and counts, and goes on serving.
 
 Frames come from a fixed seed, so a failure reproduces. Every kind of bad frame goes to the
-control endpoint and to the agents endpoint, both read from daemon.json as a user would.
+control endpoint and to the agents endpoint, both read from daemon.json as a user would,
+from a peer that gets past each one's door: the control token in front of every frame, an
+allowed CURVE key on the agents endpoint. (What happens without them: test_control.py and
+test_crew.py.)
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import msgpack
 import pytest
 
 from crewctl.testing import Supervisor, wait_until, write_agent
-from crewctl.testing.hosts import RawPeer, status, wait_for_host
-from crewctl.transport.codec import MAX_DEPTH, pack
+from crewctl.testing.hosts import RawPeer, peer_keys, status, wait_for_host
+from crewctl.transport.codec import MAX_DEPTH, MAX_FRAME, pack
+from crewctl.transport.control import CONTROL_MAX_FRAME
 
 SEED = 20261121
 
@@ -63,13 +67,19 @@ def test_garbage_and_wrong_versions_are_dropped_and_counted_and_the_daemon_keeps
     with Supervisor(tmp_path, args=["--heartbeat", "0.2"]) as sup:
         endpoint = sup.info()[endpoint_key]
         name = "control" if endpoint_key == "control" else "agents"
+        door = [sup.info()["token"].encode()] if name == "control" else []
+        cap = CONTROL_MAX_FRAME if name == "control" else MAX_FRAME
         frames = bad_frames(random.Random(SEED))
+        # A frame past the endpoint's cap closes the connection (below), so those go apart.
+        oversized = [parts for _, parts in frames if max(map(len, parts)) > cap]
+        frames = [(what, parts) for what, parts in frames if max(map(len, parts)) <= cap]
+        assert len(oversized) == (1 if name == "control" else 0)  # the 100,001-entry map
         before = status(sup)["dropped_frames"]
-        with RawPeer(endpoint) as peer:
+        with RawPeer(endpoint, **({} if name == "control" else peer_keys(sup, "fuzzer"))) as peer:
             for _, parts in frames:
-                peer.send(*parts)
+                peer.send(*door, *parts)
             for v in WRONG_VERSIONS:
-                peer.send_msg({"v": v, "type": "request", "op": "status", "args": {}})
+                peer.send(*door, pack({"v": v, "type": "request", "op": "status", "args": {}}))
             expected = len(frames) + len(WRONG_VERSIONS)
             wait_until(lambda: status(sup)["dropped_frames"][name] - before[name] >= expected, timeout=10,
                        message=f"{expected} drops on {name}")
@@ -77,8 +87,10 @@ def test_garbage_and_wrong_versions_are_dropped_and_counted_and_the_daemon_keeps
             assert len(refusals) == len(WRONG_VERSIONS)
             assert all(r["speaks"] == [1] and "not spoken" in r["reason"] for r in refusals)
         # A peer whose frame exceeds the size bound is cut off by ZeroMQ before any decoding.
-        with RawPeer(endpoint) as big:
-            big.send(b"\x00" * (16 * 1024 * 1024 + 1))
+        for parts in [*oversized, [b"\x00" * (MAX_FRAME + 1)]]:
+            with RawPeer(endpoint, **({} if name == "control" else peer_keys(sup, "fuzzer"))) as big:
+                big.send(*door, *parts)
+                assert big.wait_disconnected()
         after = status(sup)
         assert after["dropped_frames"][name] - before[name] == expected  # one count per bad frame
         other = "agents" if name == "control" else "control"

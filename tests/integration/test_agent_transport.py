@@ -2,6 +2,9 @@
 
 A stand-in goal actor collects what the dispatcher delivers (StepAssigned, StepFinished,
 StepFailed); brains are Python objects, so a test controls exactly when a turn ends.
+As in the daemon, the agents endpoint is CURVE (a server pair and an allowed folder in a
+temporary home, with the ZAP handler running), so every host and raw peer on TCP gets a
+key of its own, allowed; in-process hosts use the inproc:// `local` endpoint.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -16,6 +20,7 @@ from typing import Any, Callable
 
 import pykka
 import pytest
+import zmq
 
 from crewctl.actors.dispatcher import CancelGoal, Enqueue, start_dispatcher
 from crewctl.actors.messages import Deliver
@@ -68,9 +73,23 @@ class Rig:
     goal_ref: Any
     endpoint: str
     hosts: list
+    home: str
 
-    def host(self, name: str, fn: Callable | None = None, *, lanes=(), concurrency=1, endpoint: str | None = None, **kw) -> AgentHost:
+    def key(self, name: str, *, allow: bool = True) -> dict[str, Any]:
+        """CURVE settings (client_keys, server_key) for key `name`, made once, allowed if asked."""
+        directory = os.path.join(self.home, "worker-keys")
+        public = os.path.join(directory, name + ".key")
+        if not os.path.exists(public):
+            keys.new_key_pair(name, directory)
+        if allow:
+            keys.allow(self.home, public)
+        return {"client_keys": keys.load_secret(public + "_secret"), "server_key": keys.server_keys(self.home)[0]}
+
+    def host(self, name: str, fn: Callable | None = None, *, lanes=(), concurrency=1, endpoint: str | None = None, key: str | None = "", **kw) -> AgentHost:
+        """An agent host on TCP with key `key` (default: its name; None: no key), unless kw says otherwise."""
         fn = fn or (lambda r: TurnReply(text=f"did {r.prompt}", usage=Usage(3, 4)))
+        if "client_keys" not in kw and key is not None:
+            kw |= self.key(key or name)
         settings = HostSettings(
             endpoint=endpoint or self.endpoint,
             name=name,
@@ -111,11 +130,11 @@ class Rig:
         return self.broker.dropped()["agents"]
 
 
-def _make_broker(bind: str, handler, curve: tuple[bytes, bytes] | None = None) -> Broker:
-    endpoint = Endpoint("agents", bind, handler)
-    if curve is not None:
-        endpoint.curve_public, endpoint.curve_secret = curve
-    broker = Broker([endpoint])
+def _make_broker(bind: str, handler, home: str) -> Broker:
+    agents = Endpoint("agents", bind, handler)
+    agents.curve_public, agents.curve_secret = keys.server_keys(home)
+    local = Endpoint("local", f"inproc://test-local-{uuid.uuid4().hex}", handler, in_process=True)
+    broker = Broker([agents, local])
     broker.start()
     broker.ready.wait(5)
     assert broker.failed is None, broker.failed
@@ -123,12 +142,22 @@ def _make_broker(bind: str, handler, curve: tuple[bytes, bytes] | None = None) -
 
 
 @pytest.fixture
-def make_rig(tmp_path):
+def home(tmp_path):
+    """A home with the server's key pair, and the ZAP handler that reads its allowed folder."""
+    path = str(tmp_path / "home")
+    keys.init_server_keys(path)
+    auth = keys.start_authenticator(path)
+    yield path
+    auth.stop()
+
+
+@pytest.fixture
+def make_rig(tmp_path, home):
     made: list[Rig] = []
 
-    def make(*, local_workers: int = 0, curve: tuple[bytes, bytes] | None = None, bind: str = "tcp://127.0.0.1:*") -> Rig:
+    def make(*, local_workers: int = 0, bind: str = "tcp://127.0.0.1:*") -> Rig:
         holder: dict = {}
-        broker = _make_broker(bind, lambda ident, msg: holder["d"].on_agent_message(ident, msg), curve)
+        broker = _make_broker(bind, lambda peer, msg: holder["d"].on_agent_message(peer, msg), home)
         ctx = SimpleNamespace(clock=utcnow, config=None, sandbox=None)  # in-process hosts of a bare dispatcher: no agents to seal
         opts = SimpleNamespace(heartbeat=HB, turn_timeout=None, local_workers=local_workers)
         dispatcher = start_dispatcher(ctx, broker, opts)
@@ -136,7 +165,7 @@ def make_rig(tmp_path):
         box: list = []
         workspace = tmp_path / f"ws{len(made)}"
         workspace.mkdir()
-        rig = Rig(broker, dispatcher, str(workspace), box, Sink.start(box), broker.endpoints["agents"].bound, [])
+        rig = Rig(broker, dispatcher, str(workspace), box, Sink.start(box), broker.endpoints["agents"].bound, [], home)
         made.append(rig)
         return rig
 
@@ -227,7 +256,7 @@ def test_a_backed_off_task_waits_for_its_not_before(make_rig):
 
 def test_a_host_that_goes_silent_loses_its_task_and_its_late_result_is_forwarded_as_late(make_rig):
     rig = make_rig()
-    with RawPeer(rig.endpoint) as peer:
+    with RawPeer(rig.endpoint, **rig.key("mute")) as peer:
         peer.send_msg(message("hello", name="mute", lanes=[], concurrency=1, instance="i1", pid=1))
         assert peer.recv()["type"] == "welcome"
         rig.enqueue("g1/s1/1")
@@ -313,7 +342,7 @@ def test_cancel_goal_stops_the_running_turn_and_frees_the_slot_quietly(make_rig)
 
 def test_messages_of_the_wrong_shape_are_dropped_counted_and_never_stop_the_broker(make_rig):
     rig = make_rig()
-    with RawPeer(rig.endpoint) as peer:
+    with RawPeer(rig.endpoint, **rig.key("peer")) as peer:
         bad = [
             message("heartbeat"),  # never said hello
             message("result", task="x", ok=True, text="", usage={}, seconds=0, changed_files=[]),  # ditto
@@ -339,30 +368,57 @@ def test_messages_of_the_wrong_shape_are_dropped_counted_and_never_stop_the_brok
 # -- CURVE ---------------------------------------------------------------------------------------
 
 
-def test_with_curve_only_allowed_keys_attach_and_a_key_allowed_later_works_without_restart(make_rig, tmp_path):
-    home = str(tmp_path / "home")
+def test_only_allowed_keys_attach_and_a_key_allowed_later_works_without_restart(make_rig):
+    rig = make_rig(local_workers=1)
+    rig.wait_host("local-1")  # in-process hosts need no key: they are on inproc://
+    curve = rig.key("box", allow=False)
+    box = rig.host("box", lanes=["remote"], **curve)
+    rig.enqueue("g1/s1/1", lane="remote")
+    with RawPeer(rig.endpoint, **curve) as forger:
+        forger.offer_msg(message("hello", name="forger", lanes=["remote"], concurrency=1, instance="f", pid=1))
+        forger.offer_msg(message("result", task="g1/s1/1", ok=True, text="forged", usage={}, seconds=0, changed_files=[]))
+        assert forger.recv(timeout=1.0) is None  # refused at the handshake: nothing comes back
+    with RawPeer(rig.endpoint) as plain:  # no CURVE at all, on loopback: refused too
+        plain.offer_msg(message("hello", name="plain", lanes=["remote"], concurrency=1, instance="p", pid=1))
+        assert plain.recv(timeout=1.0) is None
+    assert not box.attached.is_set()
+    assert sorted(h["name"] for h in rig.dispatcher.hosts()) == ["local-1"]
+    assert rig.of(ev.StepAssigned) == [] and rig.dropped() == 0  # nothing even reached the broker
+    rig.key("box")  # allowed now
+    rig.wait(ev.StepFinished, task="g1/s1/1", host="box", timeout=10)  # its next reconnect is let in
+    assert rig.of(ev.StepFinished, text="forged") == []
+
+
+def test_a_frame_on_a_curve_endpoint_without_an_authenticated_key_is_dropped(tmp_path):
+    """With no ZAP handler running, ZeroMQ lets any CURVE client through unauthenticated:
+    the broker still takes nothing from it (no User-Id, no frame)."""
+    home = str(tmp_path / "bare")
     keys.init_server_keys(home)
-    server_public, server_secret = keys.server_keys(home)
-    auth = keys.start_authenticator(home)
+    seen: list = []
+    broker = _make_broker("tcp://127.0.0.1:*", lambda peer, msg: seen.append(peer), home)
     try:
-        rig = make_rig(curve=(server_public, server_secret), local_workers=1)
-        rig.wait_host("local-1")  # in-process hosts get a key allowed in memory
-        pub, sec = keys.new_key_pair("box", str(tmp_path / "box"))
-        client = keys.load_secret(sec)
-        box = rig.host("box", lanes=["remote"], client_keys=client, server_key=server_public)
-        rig.enqueue("g1/s1/1", lane="remote")
-        with RawPeer(rig.endpoint, client_keys=client, server_key=server_public) as forger:
-            forger.send_msg(message("hello", name="forger", lanes=["remote"], concurrency=1, instance="f", pid=1))
-            forger.send_msg(message("result", task="g1/s1/1", ok=True, text="forged", usage={}, seconds=0, changed_files=[]))
-            assert forger.recv(timeout=1.0) is None  # refused at the handshake: nothing comes back
-        assert not box.attached.is_set()
-        assert sorted(h["name"] for h in rig.dispatcher.hosts()) == ["local-1"]
-        assert rig.of(ev.StepAssigned) == [] and rig.dropped() == 0  # nothing even reached the broker
-        keys.allow(home, pub)
-        rig.wait(ev.StepFinished, task="g1/s1/1", host="box", timeout=10)  # its next reconnect is let in
-        assert rig.of(ev.StepFinished, text="forged") == []
+        client = zmq.curve_keypair()
+        with RawPeer(broker.endpoints["agents"].bound, client_keys=client, server_key=keys.server_keys(home)[0]) as peer:
+            peer.send_msg(message("hello", name="x", lanes=[], concurrency=1, instance="i", pid=1))
+            wait_until(lambda: broker.dropped()["agents"] == 1, timeout=5)
+        assert seen == [] and broker.drop_reasons()["agents"] == {"no authenticated CURVE key": 1}
     finally:
-        auth.stop()
+        broker.stop()
+        broker.join(5)
+
+
+def test_hosts_learn_their_key_holds_their_name_and_another_key_is_refused_with_the_reason(make_rig):
+    rig = make_rig(local_workers=1)
+    alpha = rig.host("alpha", lanes=["a"])
+    rig.wait_host("alpha")
+    impostor = rig.host("alpha", key="mallory")
+    assert impostor.wait(5) and impostor.exit_code == 1
+    assert "belongs to another host's key" in impostor.refused
+    local = rig.host("local-1", key="mallory2")
+    assert local.wait(5) and "reserved" in local.refused
+    assert [(h["name"], h["instance"]) for h in rig.dispatcher.hosts()] == [("alpha", alpha.instance), ("local-1", rig.dispatcher.local_hosts[0].instance)]
+    rig.enqueue("g1/s1/1", lane="a")
+    assert rig.wait(ev.StepFinished, task="g1/s1/1").host == "alpha"  # its tasks went nowhere else
 
 
 def test_a_secret_key_file_cannot_be_allowed_by_mistake(tmp_path):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 
 from crewctl.exceptions import ProtocolError
-from crewctl.transport.scheduler import Scheduler, Task
+from crewctl.transport.scheduler import IN_PROCESS, NAMES_CAP, Scheduler, Task, in_process_name
 
 HB = 1.0  # heartbeat; a host is dead after 3 silent seconds
+KEY = "A" * 40  # a host's CURVE public key, as the broker passes it on (z85)
+OTHER_KEY = "B" * 40
 
 
 def sched() -> Scheduler:
@@ -24,27 +26,27 @@ def assigned(s: Scheduler, now: float = 0.0) -> dict[str, str]:
 
 def test_a_step_with_a_lane_goes_only_to_a_host_serving_that_lane():
     s = sched()
-    s.hello(b"a", "plain", "i1", [], 4, now=0)
-    s.hello(b"b", "gpu-box", "i2", ["gpu"], 4, now=0)
+    s.hello(b"a", "plain", "i1", [], 4, now=0, owner=KEY)
+    s.hello(b"b", "gpu-box", "i2", ["gpu"], 4, now=0, owner=KEY)
     s.enqueue(task("t1", lane="gpu"))
     assert assigned(s) == {"t1": "gpu-box"}
 
 
 def test_a_host_without_lanes_serves_only_lane_less_steps_and_a_laned_host_serves_both():
     s = sched()
-    s.hello(b"a", "plain", "i1", [], 1, now=0)
+    s.hello(b"a", "plain", "i1", [], 1, now=0, owner=KEY)
     s.enqueue(task("t1", lane="gpu"))
     assert assigned(s) == {}
     s.enqueue(task("t2"))
     assert assigned(s) == {"t2": "plain"}
-    s.hello(b"b", "gpu-box", "i2", ["gpu"], 2, now=0)
+    s.hello(b"b", "gpu-box", "i2", ["gpu"], 2, now=0, owner=KEY)
     s.enqueue(task("t3"))
     assert assigned(s) == {"t1": "gpu-box", "t3": "gpu-box"}
 
 
 def test_a_step_whose_lane_nobody_serves_waits_without_holding_up_the_queue():
     s = sched()
-    s.hello(b"a", "plain", "i1", [], 1, now=0)
+    s.hello(b"a", "plain", "i1", [], 1, now=0, owner=KEY)
     s.enqueue(task("t1", lane="arm64"))
     s.enqueue(task("t2"))
     assert assigned(s) == {"t2": "plain"}
@@ -53,8 +55,8 @@ def test_a_step_whose_lane_nobody_serves_waits_without_holding_up_the_queue():
 
 def test_a_goals_tasks_prefer_the_host_that_last_served_the_goal():
     s = sched()
-    s.hello(b"a", "alpha", "i1", [], 4, now=0)
-    s.hello(b"b", "beta", "i2", [], 4, now=0)
+    s.hello(b"a", "alpha", "i1", [], 4, now=0, owner=KEY)
+    s.hello(b"b", "beta", "i2", [], 4, now=0, owner=KEY)
     s.enqueue(task("g1-t1", goal="g1"))
     first = assigned(s)["g1-t1"]
     s.complete(b"a" if first == "alpha" else b"b", "g1-t1")
@@ -64,18 +66,18 @@ def test_a_goals_tasks_prefer_the_host_that_last_served_the_goal():
 
 def test_affinity_never_makes_a_task_wait_for_a_busy_host():
     s = sched()
-    s.hello(b"a", "alpha", "i1", [], 1, now=0)
+    s.hello(b"a", "alpha", "i1", [], 1, now=0, owner=KEY)
     s.enqueue(task("t1", goal="g1"))
     assert assigned(s) == {"t1": "alpha"}
-    s.hello(b"b", "beta", "i2", [], 1, now=0)
+    s.hello(b"b", "beta", "i2", [], 1, now=0, owner=KEY)
     s.enqueue(task("t2", goal="g1"))
     assert assigned(s) == {"t2": "beta"}
 
 
 def test_without_affinity_the_host_with_most_free_slots_wins():
     s = sched()
-    s.hello(b"a", "small", "i1", [], 1, now=0)
-    s.hello(b"b", "big", "i2", [], 3, now=0)
+    s.hello(b"a", "small", "i1", [], 1, now=0, owner=KEY)
+    s.hello(b"b", "big", "i2", [], 3, now=0, owner=KEY)
     s.enqueue(task("t1", goal="g1"))
     s.enqueue(task("t2", goal="g2"))
     s.enqueue(task("t3", goal="g3"))
@@ -84,7 +86,7 @@ def test_without_affinity_the_host_with_most_free_slots_wins():
 
 def test_a_host_never_runs_more_tasks_than_its_capacity():
     s = sched()
-    s.hello(b"a", "alpha", "i1", [], 2, now=0)
+    s.hello(b"a", "alpha", "i1", [], 2, now=0, owner=KEY)
     for i in range(5):
         s.enqueue(task(f"t{i}"))
     assert list(assigned(s)) == ["t0", "t1"]
@@ -96,7 +98,7 @@ def test_a_host_never_runs_more_tasks_than_its_capacity():
 
 def test_a_task_waits_for_its_not_before_then_runs():
     s = sched()
-    s.hello(b"a", "alpha", "i1", [], 2, now=0)
+    s.hello(b"a", "alpha", "i1", [], 2, now=0, owner=KEY)
     s.enqueue(task("later", not_before=10.0))
     s.enqueue(task("now"))
     assert assigned(s, 5.0) == {"now": "alpha"}
@@ -108,8 +110,8 @@ def test_a_task_waits_for_its_not_before_then_runs():
 
 def test_a_silent_host_expires_and_its_tasks_are_reported_lost_not_requeued():
     s = sched()
-    s.hello(b"a", "alpha", "i1", [], 2, now=0)
-    s.hello(b"b", "beta", "i2", [], 2, now=0)
+    s.hello(b"a", "alpha", "i1", [], 2, now=0, owner=KEY)
+    s.hello(b"b", "beta", "i2", [], 2, now=0, owner=KEY)
     s.enqueue(task("t1", goal="g1"))
     s.enqueue(task("t2", goal="g2"))
     placed = assigned(s)
@@ -124,7 +126,7 @@ def test_a_silent_host_expires_and_its_tasks_are_reported_lost_not_requeued():
 
 def test_any_traffic_keeps_a_host_alive():
     s = sched()
-    s.hello(b"a", "alpha", "i1", [], 1, now=0)
+    s.hello(b"a", "alpha", "i1", [], 1, now=0, owner=KEY)
     for t in (2.0, 4.0, 6.0):
         s.seen(b"a", t)
         assert s.expire(t + 2.9) == []
@@ -133,10 +135,10 @@ def test_any_traffic_keeps_a_host_alive():
 
 def test_a_hello_from_a_known_name_with_a_new_instance_means_the_old_one_died():
     s = sched()
-    s.hello(b"old", "alpha", "i1", [], 1, now=0)
+    s.hello(b"old", "alpha", "i1", [], 1, now=0, owner=KEY)
     s.enqueue(task("t1"))
     assigned(s)
-    outcome = s.hello(b"new", "alpha", "i2", [], 1, now=1)
+    outcome = s.hello(b"new", "alpha", "i2", [], 1, now=1, owner=KEY)
     assert outcome.replaced == b"old" and not outcome.reconnect
     assert [x.task.id for x in outcome.lost] == ["t1"]
     assert "new instance" in outcome.lost[0].reason
@@ -147,10 +149,10 @@ def test_a_hello_from_a_known_name_with_a_new_instance_means_the_old_one_died():
 
 def test_a_hello_from_the_same_instance_on_a_new_connection_keeps_its_tasks():
     s = sched()
-    s.hello(b"c1", "alpha", "i1", [], 1, now=0)
+    s.hello(b"c1", "alpha", "i1", [], 1, now=0, owner=KEY)
     s.enqueue(task("t1"))
     assigned(s)
-    outcome = s.hello(b"c2", "alpha", "i1", [], 1, now=1)
+    outcome = s.hello(b"c2", "alpha", "i1", [], 1, now=1, owner=KEY)
     assert outcome.reconnect and outcome.lost == ()
     done = s.complete(b"c2", "t1")
     assert not done.late and done.host == "alpha"
@@ -158,7 +160,7 @@ def test_a_hello_from_the_same_instance_on_a_new_connection_keeps_its_tasks():
 
 def test_a_result_from_a_host_that_no_longer_holds_the_task_is_late():
     s = sched()
-    s.hello(b"a", "alpha", "i1", [], 1, now=0)
+    s.hello(b"a", "alpha", "i1", [], 1, now=0, owner=KEY)
     s.enqueue(task("g/s1/1", goal="g", step="s1"))
     assigned(s)
     s.expire(10.0)  # alpha died; its task is lost
@@ -168,7 +170,7 @@ def test_a_result_from_a_host_that_no_longer_holds_the_task_is_late():
 
 def test_a_task_is_completed_once_and_a_second_result_is_late():
     s = sched()
-    s.hello(b"a", "alpha", "i1", [], 1, now=0)
+    s.hello(b"a", "alpha", "i1", [], 1, now=0, owner=KEY)
     s.enqueue(task("t1"))
     assigned(s)
     assert not s.complete(b"a", "t1").late
@@ -177,7 +179,7 @@ def test_a_task_is_completed_once_and_a_second_result_is_late():
 
 def test_a_result_for_an_unknown_task_or_from_a_stranger_is_a_protocol_error():
     s = sched()
-    s.hello(b"a", "alpha", "i1", [], 1, now=0)
+    s.hello(b"a", "alpha", "i1", [], 1, now=0, owner=KEY)
     with pytest.raises(ProtocolError, match="unknown task"):
         s.complete(b"a", "never-queued")
     s.enqueue(task("t1"))
@@ -190,7 +192,7 @@ def test_a_result_for_an_unknown_task_or_from_a_stranger_is_a_protocol_error():
 
 def test_cancel_goal_drops_its_queued_tasks_and_cancels_its_running_ones():
     s = sched()
-    s.hello(b"a", "alpha", "i1", [], 1, now=0)
+    s.hello(b"a", "alpha", "i1", [], 1, now=0, owner=KEY)
     s.enqueue(task("g1-a", goal="g1"))
     s.enqueue(task("g1-b", goal="g1"))
     s.enqueue(task("g2-a", goal="g2"))
@@ -205,7 +207,7 @@ def test_cancel_goal_drops_its_queued_tasks_and_cancels_its_running_ones():
 
 def test_a_cancelled_task_is_not_reported_lost_when_its_host_dies():
     s = sched()
-    s.hello(b"a", "alpha", "i1", [], 2, now=0)
+    s.hello(b"a", "alpha", "i1", [], 2, now=0, owner=KEY)
     s.enqueue(task("t1", goal="g1"))
     s.enqueue(task("t2", goal="g2"))
     assigned(s)
@@ -215,7 +217,7 @@ def test_a_cancelled_task_is_not_reported_lost_when_its_host_dies():
 
 def test_queueing_a_new_task_for_a_step_withdraws_the_older_one():
     s = sched()
-    s.hello(b"a", "alpha", "i1", [], 1, now=0)
+    s.hello(b"a", "alpha", "i1", [], 1, now=0, owner=KEY)
     s.enqueue(task("g/s1/1", goal="g", step="s1"))
     s.enqueue(task("g/s2/1", goal="g", step="s2"))
     assert assigned(s) == {"g/s1/1": "alpha"}
@@ -226,7 +228,7 @@ def test_queueing_a_new_task_for_a_step_withdraws_the_older_one():
 
 def test_bye_reports_the_hosts_tasks_lost_at_once():
     s = sched()
-    s.hello(b"a", "alpha", "i1", [], 1, now=0)
+    s.hello(b"a", "alpha", "i1", [], 1, now=0, owner=KEY)
     s.enqueue(task("t1"))
     assigned(s)
     assert [x.task.id for x in s.bye(b"a")] == ["t1"]
@@ -244,5 +246,47 @@ def test_queue_order_is_first_come_first_served():
     s = sched()
     for i in range(3):
         s.enqueue(task(f"t{i}", goal=f"g{i}"))
-    s.hello(b"a", "alpha", "i1", [], 1, now=0)
+    s.hello(b"a", "alpha", "i1", [], 1, now=0, owner=KEY)
     assert list(assigned(s)) == ["t0"]
+
+
+# -- names belong to keys ----------------------------------------------------------------------
+
+
+def test_a_name_held_by_one_key_is_refused_to_another_and_nothing_changes():
+    s = sched()
+    s.hello(b"a", "alpha", "i1", [], 1, now=0, owner=KEY)
+    s.enqueue(task("t1"))
+    assert assigned(s) == {"t1": "alpha"}
+    outcome = s.hello(b"x", "alpha", "i9", [], 1, now=1, owner=OTHER_KEY)
+    assert outcome.refused and "belongs to another" in outcome.refused
+    assert (outcome.lost, outcome.replaced) == ((), None)
+    assert [(h.name, h.instance, h.in_flight) for h in s.host_infos()] == [("alpha", "i1", 1)]
+    assert not s.attached(b"x")
+
+
+def test_a_name_stays_with_its_key_after_the_host_leaves_and_comes_back_to_that_key():
+    s = sched()
+    s.hello(b"a", "alpha", "i1", [], 1, now=0, owner=KEY)
+    s.bye(b"a")
+    assert s.hello(b"x", "alpha", "i9", [], 1, now=1, owner=OTHER_KEY).refused
+    assert s.hello(b"b", "alpha", "i2", [], 1, now=2, owner=KEY).refused is None
+    assert [h.instance for h in s.host_infos()] == ["i2"]
+
+
+def test_in_process_names_are_only_for_in_process_hosts_and_they_take_no_other():
+    s = sched()
+    refused = s.hello(b"x", in_process_name(1), "i9", [], 1, now=0, owner=KEY).refused
+    assert refused and "reserved" in refused
+    assert s.hello(b"l", in_process_name(1), "i1", [], 1, now=0, owner=IN_PROCESS).refused is None
+    assert s.hello(b"m", "alpha", "i2", [], 1, now=0, owner=IN_PROCESS).refused
+    assert s.hello(b"y", "local-gpu", "i3", [], 1, now=0, owner=KEY).refused is None  # only local-N is reserved
+    assert [h.name for h in s.host_infos()] == ["local-1", "local-gpu"]
+
+
+def test_the_names_a_scheduler_holds_are_capped():
+    s = sched()
+    for i in range(NAMES_CAP):
+        assert s.hello(f"c{i}".encode(), f"h{i}", "i", [], 1, now=0, owner=KEY).refused is None
+    assert "holds" in s.hello(b"one-more", "late", "i", [], 1, now=0, owner=KEY).refused
+    assert s.hello(b"again", "h0", "i2", [], 1, now=0, owner=KEY).refused is None  # a held name still works
