@@ -30,8 +30,11 @@ def activity(g: dict[str, Any], now: datetime | None = None, *, compact: bool = 
     if not f or f.get("interrupted"):
         return ""
     elapsed = since_seconds(f.get("started_at"), now)
-    if compact:  # a table column: the clock first, so a narrow column still shows it
-        return (f"{duration(elapsed)} " if elapsed is not None else "") + f"{f['role']}#{f['turn']} {f['kind']}"
+    if compact:
+        # A table column: the clock first, so a narrow column still shows it, and in whole
+        # minutes past the first one (a row that changes every second costs a redraw).
+        clock = duration(elapsed) if elapsed is None or elapsed < 60 else duration(elapsed // 60 * 60).replace("m00s", "m")
+        return (f"{clock} " if elapsed is not None else "") + f"{f['role']}#{f['turn']} {f['kind']}"
     what = f"{f['role']} turn {f['turn']} ({f['kind']})"
     if f.get("round"):
         what += f" round {f['round']}"

@@ -8,8 +8,8 @@ confirmation, then goes to the supervisor over the control RPC, as the CLI would
 
 Reading. Everything shown comes from the store, read in a worker thread, only when the
 store changed: a ChangeFeed (cli/_feed.py) stats the SQLite files every 50 ms (one cheap
-statement every half second on PostgreSQL) and the screen reloads at most four times a
-second. The supervisor never learns a dashboard is open. A one-second timer only redraws
+statement every half second on PostgreSQL) and the screen reloads at most twice a
+second (the goal list once). The supervisor never learns a dashboard is open. A one-second timer only redraws
 the clocks ("lead turn 7 (work), 4m12s"); it reads nothing.
 
 Plain on purpose: one-line rows, no wide glyphs beyond the spend bars, and every colour
@@ -45,7 +45,8 @@ from .logs import log_entries
 
 __all__ = ["WatchApp"]
 
-MIN_RELOAD = 0.25  # seconds between two reads of the store, however often it changes
+MIN_RELOAD = 0.5  # seconds between two reads of the store, however often it changes ...
+LIST_RELOAD = 1.0  # ... and on the list of every goal
 FEED_EVENTS = 200  # timeline events kept on a goal's screen
 THREAD_TURNS = 8  # replies shown on the thread screen
 FIRST_ROWS = 40  # goal rows in the first frame (more than any terminal shows) ...
@@ -81,18 +82,13 @@ def _spend_cell(g: dict[str, Any]) -> Text:
     return text
 
 
-def _rank(g: dict[str, Any]) -> tuple:
-    """What needs you first (longest waiting first), then what works, then the finished."""
-    if g.get("attention"):
-        return (0, g["attention"].get("since") or "")
-    if g["status"] not in TERMINAL:
-        return (1, _neg(g.get("updated_at") or ""))
-    return (2, _neg(g.get("updated_at") or ""))
-
-
-def _neg(iso: str) -> str:
-    # Newest first within a group: invert the characters of an ISO time (same length).
-    return "".join(chr(0x10FFFF - ord(c)) for c in iso)
+def _ranked(goals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What needs you first (longest waiting first), then what works, then the finished;
+    the newest goal first within the last two. By creation, not by last write: rows stay
+    put while goals work (and a reordered table is rebuilt whole)."""
+    waiting = sorted((g for g in goals if g.get("attention")), key=lambda g: g["attention"].get("since") or "")
+    rest = sorted((g for g in goals if not g.get("attention")), key=lambda g: (g.get("created_at") or "", g["id"]), reverse=True)
+    return waiting + [g for g in rest if g["status"] not in TERMINAL] + [g for g in rest if g["status"] in TERMINAL]
 
 
 class StoreChanged(Message):
@@ -170,6 +166,7 @@ class GoalList(Screen):
         self.only_attention = False
         self._order: list[str] = []
         self._shown: dict[str, tuple] = {}  # the cells on screen, by goal
+        self._cell_cache: dict[str, tuple] = {}  # goal -> (what its row depends on, its cells)
 
     # At 80 columns these take 70 (with padding) and the objective gets the rest, less room
     # for a scrollbar; a wider terminal gives "waits / doing" more first (see _widths).
@@ -213,7 +210,7 @@ class GoalList(Screen):
             return
         self.goals = goals
         now = datetime.now(timezone.utc)
-        shown = sorted((g for g in goals if not self.only_attention or g.get("attention")), key=_rank)
+        shown = _ranked([g for g in goals if not self.only_attention or g.get("attention")])
         waiting = sum(1 for g in goals if g.get("attention"))
         working = sum(1 for g in goals if g.get("in_flight") and not g["in_flight"].get("interrupted"))
         title = Text(f" crewctl watch · {len(goals)} goal{'s' if len(goals) != 1 else ''} · ", style="bold")
@@ -233,6 +230,8 @@ class GoalList(Screen):
             keys = ("id", "status", "doing", "spend", "age", "objective")
             for gid in order[: len(self._shown)]:
                 before = self._shown.get(gid)
+                if before is rows[gid]:
+                    continue  # the very cells on screen (from the cache): nothing changed
                 for i, value in enumerate(rows[gid]):
                     if before is None or before[i] != value:  # only what changed: a clock, a status
                         table.update_cell(gid, keys[i], value)
@@ -274,17 +273,26 @@ class GoalList(Screen):
             self.set_timer(0.02, lambda: self._fill(order, rows, start + chunk, current))
 
     def _cells(self, g: dict[str, Any], now: datetime) -> tuple:
+        """A goal's row. Built again only when what it shows changed (its last write, the
+        text of its clocks, the width): a thousand rows are redrawn for the price of a few."""
         doing = mission.waits_for(g) if g.get("attention") or g["status"] == "paused" else mission.activity(g, now, compact=True)
+        age = duration(mission.since_seconds(g.get("created_at"), now))
+        key = (g.get("updated_at"), doing, age, getattr(self, "objective_width", 40))
+        cached = self._cell_cache.get(g["id"])
+        if cached is not None and cached[0] == key:
+            return cached[1]
         width = self._widths()[2][2]
         doing_text = Text(_clip(doing, width), style="yellow" if g.get("attention") else "", justify="left")
-        return (
+        cells = (
             g["id"],
             _status_text(g["status"]),
             doing_text,
             _spend_cell(g),
-            duration(mission.since_seconds(g.get("created_at"), now)),
+            age,
             _clip(" ".join(g["objective"].split()), getattr(self, "objective_width", 40)),
         )
+        self._cell_cache[g["id"]] = (key, cells)
+        return cells
 
     def tick(self) -> None:
         """Redraw the clocks: only rows whose cells can change by the second (a turn in
@@ -301,6 +309,8 @@ class GoalList(Screen):
             if not g.get("in_flight") and age > 2 * 86400:
                 continue
             cells = self._cells(g, now)
+            if cells is before:
+                continue
             for i, value in enumerate(cells):
                 if before[i] != value:
                     table.update_cell(gid, keys[i], value)
@@ -657,8 +667,10 @@ class WatchApp(App):
         self.reload()
 
     def reload(self) -> None:
-        """Read the store for the screen on top, at most every MIN_RELOAD seconds."""
-        wait = self._last_load + MIN_RELOAD - time.monotonic()
+        """Read the store for the screen on top, at most every MIN_RELOAD seconds (the list
+        of every goal: every LIST_RELOAD; redrawing a table of many rows is what costs)."""
+        pause = LIST_RELOAD if isinstance(self.screen if self.screen_stack else None, GoalList) else MIN_RELOAD
+        wait = self._last_load + pause - time.monotonic()
         if wait > 0:
             if not self._pending:
                 self._pending = True

@@ -1015,10 +1015,12 @@ class Store:
             asking = tx.all('SELECT DISTINCT "goal" FROM "clarify_round" WHERE "answers" IS NULL')
             if updated_since is None or len(goals) > 100:
                 entries = tx.all(_ENTRY_SQL, _ENTRY_TYPES)
-            else:  # a few goals: their newest entry events by primary key, not a scan of every event
+            else:  # a few goals: the newest entry event of those waiting, by primary key, not a scan of every event
                 entries = []
+                waiting = {r[0] for r in asking}
                 for g in goals:
-                    for type_ in _ENTRY_TYPES:
+                    why = g[2] if g[2] in ATTENTION else ("awaiting_input" if g[2] == "scoping" and g[0] in waiting else None)
+                    for type_ in ENTRY_EVENTS.get(why, ()) if why else ():
                         row = tx.one('SELECT "at" FROM "event" WHERE "goal" = ? AND "type" = ? ORDER BY "seq" DESC LIMIT 1', (g[0], type_))
                         if row:
                             entries.append((g[0], type_, row[0]))
