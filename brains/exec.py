@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import tempfile
@@ -314,27 +315,58 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _wait(proc: subprocess.Popen, deadline: float, cancel: threading.Event | None, out: _Collector) -> str | None:
-    """Wait for exit; return why we killed it, or None if it exited by itself."""
-    while True:
-        try:
-            proc.wait(timeout=0.05)  # poll: cancel and oversize are checked between waits
-            # The process is gone, but children it left in its group may hold the pipes open.
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            return "oversize" if out.overflow.is_set() else None
-        except subprocess.TimeoutExpired:
-            pass
-        if out.overflow.is_set():
-            _kill_group(proc)
-            return "oversize"
-        if cancel is not None and cancel.is_set():
-            _kill_group(proc)
-            return "cancelled"
-        if time.monotonic() >= deadline:
-            _kill_group(proc)
-            return "timeout"
+    """Wait for exit; return why we killed it, or None if it exited by itself.
+
+    On Linux the wait is on a pidfd, which wakes the moment the process exits;
+    Popen.wait(timeout) sleeps in growing steps and would add up to ~15 ms to every turn.
+    Cancel and oversize are checked at least every 50 ms either way.
+    """
+    pidfd = _pidfd(proc.pid)
+    try:
+        while True:
+            if pidfd is not None:
+                select.select([pidfd], [], [], 0.05)  # poll: wakes on exit, else rechecks cancel
+                exited = proc.poll() is not None
+            else:
+                try:
+                    proc.wait(timeout=0.05)  # poll: cancel and oversize are checked between waits
+                    exited = True
+                except subprocess.TimeoutExpired:
+                    exited = False
+            if exited:
+                # The process is gone, but children it left in its group may hold the pipes open.
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                return "oversize" if out.overflow.is_set() else None
+            reason = _why_stop(proc, deadline, cancel, out)
+            if reason:
+                return reason
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux 5.3+, or already reaped
+        return None
+
+
+def _why_stop(proc: subprocess.Popen, deadline: float, cancel: threading.Event | None, out: _Collector) -> str | None:
+    """Kill the group if it must stop now, and say why; None to keep waiting."""
+    if out.overflow.is_set():
+        reason = "oversize"
+    elif cancel is not None and cancel.is_set():
+        reason = "cancelled"
+    elif time.monotonic() >= deadline:
+        reason = "timeout"
+    else:
+        return None
+    _kill_group(proc)
+    return reason
 
 
 def _read_usage_file(path: str) -> dict | None:
