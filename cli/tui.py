@@ -623,7 +623,8 @@ class WatchApp(App):
     BINDINGS = [Binding("q", "quit", "quit")]
 
     def __init__(
-        self, store: Store, home: str, goal_id: str | None = None, *, goals: list[dict[str, Any]] | None = None, feed: ChangeFeed | None = None
+        self, store: Store, home: str, goal_id: str | None = None, *, goals: list[dict[str, Any]] | None = None, feed: ChangeFeed | None = None,
+        reopen: Callable[[], Store] | None = None,
     ) -> None:
         """`goals`: the list already read, with `feed` made before that read (so a write
         after the read is seen)."""
@@ -632,6 +633,7 @@ class WatchApp(App):
         self.home = home
         self.start_goal = goal_id
         self.feed = feed or ChangeFeed(store)
+        self.reopen = reopen
         self.goals: list[dict[str, Any]] | None = goals
         self.loads = 0  # reads of the store so far (tests and the benchmark look)
         self._stop = threading.Event()
@@ -693,6 +695,8 @@ class WatchApp(App):
 
     @work(thread=True, exclusive=True, group="load")
     def _load_list(self) -> None:
+        if self.store.empty and self.reopen is not None:
+            self.store = self.reopen()  # opened before the first `crewctl run` made the database
         known = {g["id"]: g for g in self.goals or ()}
         newest = max((g["updated_at"] for g in known.values()), default=None)
         if newest is None:

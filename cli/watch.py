@@ -3,11 +3,13 @@ imported only when this command runs, so the other commands start as fast as bef
 
 from __future__ import annotations
 
+import os
 import threading
 
 import click
 
 from ._common import db_option, read_store, resolve_home
+from ..store import open_store
 from ._feed import ChangeFeed
 
 __all__ = ["watch_command"]
@@ -41,4 +43,5 @@ def watch_command(goal_id, db):
     from .tui import WatchApp
 
     reader.join()
-    WatchApp(store, resolve_home(), goal_id, goals=first[0] if first else None, feed=feed).run()
+    home, url = resolve_home(), db or os.environ.get("CREWCTL_DB") or None  # here: the app's threads have no click context
+    WatchApp(store, home, goal_id, goals=first[0] if first else None, feed=feed, reopen=lambda: open_store(url, home, create=False)).run()

@@ -231,3 +231,27 @@ def test_watch_in_a_real_terminal_shows_the_goal_and_quits_on_q(sup, passed_goal
     finally:
         _tmux("kill-session", "-t", session)
         _tmux("kill-server")
+
+
+def test_a_watch_opened_before_the_first_supervisor_shows_goals_once_there_are_some(tmp_path):
+    """`crewctl watch` on a fresh machine: no database yet; the first goal still shows up."""
+    from crewctl.testing import Supervisor
+
+    home = str(tmp_path / "home")
+    store = open_store(None, home, create=False)
+    app = WatchApp(store, home, reopen=lambda: open_store(None, home, create=False))
+
+    async def main():
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert app.screen.query_one("#goals").row_count == 0
+            with Supervisor(tmp_path, home=home) as sup:
+                lead = write_agent(tmp_path, "lead", 'marker("BLOCKED", {"reason": "first goal"})')
+                ws = tmp_path / "ws"
+                ws.mkdir()
+                goal = sup.new_goal("the first goal", "--criterion", "ok", "--check", "true", lead=lead, workspace=str(ws))
+                await until(pilot, lambda: any(r[0] == goal for r in cells(app.screen.query_one("#goals"))), message="the first goal")
+
+    try:
+        asyncio.run(main())
+    finally:
+        app.store.close()
