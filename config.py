@@ -7,6 +7,7 @@ a missing file is an empty config. Example:
     lead = "claude"
     worker = "claude"
     verifier = "codex"
+    reflector = "claude"          # the one turn after sign-off (default: the lead's brain)
 
     [defaults]                    # applied to every new goal unless `goal new` says otherwise
     token_budget = 2000000
@@ -59,7 +60,7 @@ from .exceptions import ConfigError
 
 __all__ = ["Config", "DEFAULTS", "config_path", "load_config"]
 
-ROLES = ("lead", "worker", "verifier")
+ROLES = ("lead", "worker", "verifier", "reflector")
 
 DEFAULTS: dict[str, Any] = {
     "token_budget": None,
@@ -115,7 +116,7 @@ def load_config(path: str | None = None) -> Config:
     roster = _table(data, "roster", path)
     for role, spec in roster.items():
         if role not in ROLES or not isinstance(spec, str):
-            raise ConfigError(f"config {path}: [roster] maps lead/worker/verifier to brain specs")
+            raise ConfigError(f"config {path}: [roster] maps lead/worker/verifier/reflector to brain specs")
 
     defaults = dict(DEFAULTS)
     for key, value in _table(data, "defaults", path).items():

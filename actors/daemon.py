@@ -141,7 +141,7 @@ class Daemon(pykka.ThreadingActor):
     # -- supervisors ---------------------------------------------------------------------
 
     def _resume_all(self) -> int:
-        ids = self.ctx.store.live_goal_ids()
+        ids = self.ctx.store.live_goal_ids() + self.ctx.store.outputs_due_ids()
         for goal_id in ids:
             self._start_supervisor(goal_id, recover=True)
         return len(ids)
@@ -171,13 +171,18 @@ class Daemon(pykka.ThreadingActor):
 
     def _hook_failed(self, msg: "HookReport") -> None:
         """Record a failed hook in the goal's timeline: through its supervisor while it has
-        one (the goal's only writer), directly once it is finished (on_done runs then)."""
+        one (the goal's only writer), directly once that is gone (on_done runs at the end)."""
         ref = self.goals.get(msg.goal_id)
-        try:
-            state, version = self.ctx.store.load_goal(msg.goal_id)
-            if ref is not None and ref.is_alive() and state.status not in TERMINAL:
+        if ref is not None and ref.is_alive():
+            # Still its goal's writer (a done goal's supervisor lives on while its reflection
+            # and envelope are made): it records the event, whatever the status.
+            try:
                 ref.tell(Deliver(msg.event))
                 return
+            except pykka.ActorDeadError:
+                pass  # it stopped just now: nobody writes the goal any more
+        try:
+            state, version = self.ctx.store.load_goal(msg.goal_id)
             now = self.ctx.clock()
             transition = phases.step(state, msg.event, now)
             self.ctx.store.commit(state, version, transition, now.isoformat())
@@ -237,7 +242,7 @@ class Daemon(pykka.ThreadingActor):
             raise UsageError(f"workspace {workspace} is not a directory")
         criteria = parse_criteria(args["criteria"]) if args.get("criteria") else ()
         roster = {}
-        for role in ("lead", "worker", "verifier"):
+        for role in ("lead", "worker", "verifier", "reflector"):
             spec = args.get(role) or config.roster.get(role)
             if spec:
                 brains.resolve(spec, config)  # a bad spec fails here, not hours later
@@ -263,6 +268,7 @@ class Daemon(pykka.ThreadingActor):
             check_timeout=_opt_num(args, "check_timeout", 600.0) or 600.0,
             step_attempts=_opt_int(args, "step_attempts", 3) or 3,
             replan_budget=_count(args, "replan_budget", 2),
+            **_outputs_settings(self.ctx.home, workspace),
         )
         now = self.ctx.clock()
         goal_id = secrets.token_hex(4)
@@ -275,6 +281,16 @@ class Daemon(pykka.ThreadingActor):
 
     def op_status(self, args: dict, reply) -> None:
         reply(True, self.status())
+
+
+def _outputs_settings(home: str, workspace: str) -> dict[str, Any]:
+    """What earlier goals left for this one (memory, skills) and where the workspace's git
+    history stands now (the PR envelope's base)."""
+    from ..outputs import briefing_for
+    from ..outputs.envelope import base_of
+
+    base = base_of(workspace)
+    return {"briefing": briefing_for(home, workspace), "base_commit": base.commit, "base_branch": base.branch}
 
 
 def _simple(event_factory: Callable[[dict], ev.Event]) -> Callable:

@@ -65,12 +65,17 @@ def snapshot_workspace(workspace: str, dest: str, *, exclude: tuple[str, ...] = 
     return {"files": copied, "skipped_symlinks": skipped[:50], "git": files is not None}
 
 
+# The lead can write the repository's .git/config: listing the files must not run the
+# fsmonitor (or a hook) it names, outside every sandbox.
+_SAFE = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null")
+
+
 def _git_files(workspace: str) -> list[str] | None:
     if shutil.which("git") is None:
         return None
     try:
         inside = subprocess.run(
-            ["git", "rev-parse", "--is-inside-work-tree"],
+            ["git", *_SAFE, "rev-parse", "--is-inside-work-tree"],
             cwd=workspace,
             capture_output=True,
             text=True,
@@ -79,7 +84,7 @@ def _git_files(workspace: str) -> list[str] | None:
         if inside.returncode != 0 or inside.stdout.strip() != "true":
             return None
         listing = subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            ["git", *_SAFE, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
             cwd=workspace,
             capture_output=True,
             timeout=120,

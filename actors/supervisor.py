@@ -27,8 +27,10 @@ from ..goal.effects import (
     CancelWork,
     DispatchStep,
     EndRound,
+    PrepareReflection,
     Release,
     RunLeadTurn,
+    RunReflection,
     RunVerifierTurn,
     StartRound,
     Transition,
@@ -38,6 +40,7 @@ from ..goal.model import GoalState
 from ..sandbox import Sandbox
 from ..store import SessionWrite, Store
 from .messages import Deliver, Perform, RoleCrashed, RunTurn, Shutdown, SupervisorStopped
+from .outputs import OUTPUT_EFFECTS, Outputs
 from .roles import Interrupt, LeadActor, RoundActor, VerifierSettings
 from .runtime import crash_point
 
@@ -81,6 +84,7 @@ class GoalSupervisor(pykka.ThreadingActor):
         self.draining = False
         self.released = False
         self.running: int | None = None  # the turn whose result we wait for, if any
+        self.outputs = Outputs(self)  # reflection, PR envelope, memory, skills
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -89,9 +93,11 @@ class GoalSupervisor(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         self._stop_children(cancel=True)
+        self.outputs.stop()
 
     def on_failure(self, exception_type, exception_value, traceback) -> None:
         self._stop_children(cancel=True)
+        self.outputs.stop()
         if self.ctx.daemon is not None:
             self.ctx.daemon.tell(SupervisorStopped(self.goal_id, crashed=f"{exception_type.__name__}: {exception_value}"))
 
@@ -117,12 +123,13 @@ class GoalSupervisor(pykka.ThreadingActor):
         elif message == "abort":
             self.running = None
             self._stop_children(cancel=True)
+            self.outputs.stop_reflector()
         return None
 
     def _apply(self, msg: Deliver) -> None:
         assert self.state is not None
         if self.running is not None and getattr(msg.event, "turn", None) == self.running and isinstance(
-            msg.event, (ev.TurnFinished, ev.TurnFailed, ev.RoundFinished)
+            msg.event, (ev.TurnFinished, ev.TurnFailed, ev.RoundFinished, ev.ReflectionFinished, ev.ReflectionFailed)
         ):
             self.running = None
         now = self.ctx.clock()
@@ -178,10 +185,13 @@ class GoalSupervisor(pykka.ThreadingActor):
     def _perform(self, effect: Any) -> None:
         if self.released:
             return
-        if self.draining and isinstance(effect, (RunLeadTurn, StartRound, RunVerifierTurn, DispatchStep, WakeAt)):
+        if self.draining and isinstance(effect, (RunLeadTurn, StartRound, RunVerifierTurn, DispatchStep, WakeAt, PrepareReflection, RunReflection)):
             return  # shutting down: the stored state says what to restart next time
-        if isinstance(effect, (RunLeadTurn, StartRound, RunVerifierTurn)):
+        if isinstance(effect, (RunLeadTurn, StartRound, RunVerifierTurn, RunReflection)):
             self.running = effect.turn
+        if isinstance(effect, OUTPUT_EFFECTS):
+            self.outputs.perform(effect)
+            return
         if isinstance(effect, RunLeadTurn):
             self._run_lead_turn(effect)
         elif isinstance(effect, StartRound):
@@ -215,6 +225,7 @@ class GoalSupervisor(pykka.ThreadingActor):
         elif isinstance(effect, Release):
             self.released = True
             self._stop_children(cancel=True)
+            self.outputs.stop()
             if self.ctx.daemon is not None:
                 self.ctx.daemon.tell(SupervisorStopped(self.goal_id))
             self.actor_ref.stop(block=False)
@@ -273,6 +284,7 @@ class GoalSupervisor(pykka.ThreadingActor):
             timeout=self.ctx.turn_timeout,
             interrupt=self.round_interrupt,
             sandbox=self.ctx.sandbox,
+            envelope_base=self.state.base_commit,
         )
         self.round.tell(effect)
 

@@ -89,7 +89,10 @@ __all__ = [
     "preset_settings",
 ]
 
-ROLES = ("lead", "worker", "verifier")
+ROLES = ("lead", "worker", "verifier", "reflector")
+# The reflector (one turn after sign-off, DESIGN.md "Durable outputs") runs as the verifier
+# does: read-only where the tool allows, never resumed.
+_AS_VERIFIER = frozenset({"verifier", "reflector"})
 # Placeholders `brains show` prints where a real turn has a value.
 SESSION_PLACEHOLDER = "<session>"
 PROMPT_FILE_PLACEHOLDER = "<prompt-file>"
@@ -931,10 +934,12 @@ def invocation(
     settings: PresetSettings | None = None,
     prompt_file: str | None = None,
 ) -> Invocation:
-    """The command line of one turn. A verifier turn never resumes, whatever `resume_ref` is."""
+    """The command line of one turn. A verifier (or reflector) turn never resumes, whatever `resume_ref` is."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
     settings = settings or PresetSettings()
+    if role in _AS_VERIFIER:
+        role = "verifier"
     resume = None if role == "verifier" or not preset.resumes else (resume_ref or None)
     extra = settings.verifier_args if role == "verifier" else settings.args
     base = list(settings.command or preset.command)

@@ -7,7 +7,7 @@ FILE is JSON (or TOML, by extension) mapping a role to a list of entries:
         {"when": "gate held", "write": {"calc.py": "..."}, "text": "Fixed it.\\n..."},
         {"text": "turn {{turn}} of goal {{goal}}", "usage": {"input_tokens": 10}}
      ],
-     "verifier": [...], "worker": [...]}
+     "verifier": [...], "worker": [...], "reflector": [...]}
 
 An entry with "when" (a regular expression) is used whenever it matches the prompt, first
 match wins. Otherwise the session's n-th reply is the n-th entry without "when" (the last
@@ -28,7 +28,7 @@ from .base import TurnReply, TurnRequest, Usage
 
 __all__ = ["ScriptedBrain"]
 
-ROLES = ("lead", "worker", "verifier")
+ROLES = ("lead", "worker", "verifier", "reflector")
 
 
 class ScriptedBrain:

@@ -47,16 +47,21 @@ def _register() -> None:
     from .goal import goal_group
     from .keys import keys_group
     from . import logs, report, wait  # noqa: F401  (they add `goal logs`, `goal report`, `goal wait`)
+    from .memory import memory_group
+    from .pr import pr_command
     from .run import run_command, status_command
+    from .skills import skills_group
+    from .templates import templates_group
     from .worker import worker_command
 
     from .completion import attach_goal_ids, completion_command
     from .doctor import doctor_command
     from .watch import watch_command
 
+    goal_group.add_command(pr_command)
     for command in (
-        brains_group, completion_command, demo_command, doctor_command, goal_group, keys_group, run_command,
-        status_command, watch_command, worker_command,
+        brains_group, completion_command, demo_command, doctor_command, goal_group, keys_group, memory_group, run_command,
+        skills_group, status_command, templates_group, watch_command, worker_command,
     ):
         cli.add_command(command)
     attach_goal_ids(cli)

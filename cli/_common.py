@@ -187,6 +187,19 @@ _DETAIL = {
     "rejected": lambda p: str(p.get("step")),
     "done": lambda p: "signed off",
     "hook_failed": lambda p: f"{p.get('hook')} ({p.get('status')}): {_short(p.get('error', ''), 90)}",
+    "reflection": lambda p: (
+        f"{len(p.get('memory') or [])} memory entr{'y' if len(p.get('memory') or []) == 1 else 'ies'}"
+        + (f", skill {p['skill']['name']}" if p.get("skill") else "")
+        + f": {_short(p.get('summary', ''), 70)}"
+        if p.get("ok")
+        else f"FAILED after {p.get('tries')} tr{'y' if p.get('tries') == 1 else 'ies'}: {_short(p.get('error', ''), 80)}"
+    ),
+    "envelope": lambda p: (
+        f"round {p.get('round')}: branch {p.get('branch')} at {str(p.get('commit'))[:12]}, {p.get('files')} file(s) changed"
+        if p.get("ok")
+        else f"round {p.get('round')}: not made: {_short(p.get('error', ''), 80)}"
+    ),
+    "envelope_superseded": lambda p: f"round {p.get('round')}'s envelope" + (f" (branch {p['branch']})" if p.get("branch") else ""),
 }
 
 

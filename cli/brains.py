@@ -12,7 +12,7 @@ import click
 
 from ..exceptions import ConfigError, NotFound
 
-ROLES = ("lead", "worker", "verifier")
+ROLES = ("lead", "worker", "verifier", "reflector")
 # Kinds that are not presets: how they are spelled and what they need.
 _KINDS = {
     "exec": "exec:COMMAND — any command; prompt on stdin, reply on stdout",

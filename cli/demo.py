@@ -47,9 +47,20 @@ def _ready(summary: str) -> str:
     return "CREW_READY_BEGIN\n" + json.dumps({"summary": summary}) + "\nCREW_READY_END\n"
 
 
+def _reflect() -> str:
+    payload = {
+        "summary": "add() subtracted; the first READY was a claim nobody had checked, and the gate held it.",
+        "lessons": ["run the unit tests before declaring READY"],
+        "memory": [{"kind": "strategy", "text": "run `python -m unittest` before declaring READY here"}],
+    }
+    return "CREW_REFLECT_BEGIN\n" + json.dumps(payload) + "\nCREW_REFLECT_END\n"
+
+
 def _script() -> dict:
-    """The scripted lead: first a confident claim without a fix, then the fix."""
+    """The scripted lead: first a confident claim without a fix, then the fix; and the
+    one reflection after sign-off."""
     return {
+        "reflector": [{"text": "A false READY cost a round.\n\n" + _reflect()}],
         "lead": [
             {
                 "when": "The gate held at round",
@@ -75,7 +86,8 @@ def demo_command(keep):
     In a fresh temporary project with a failing unit test, a goal runs whose lead is a
     SCRIPTED brain: it first claims READY without fixing anything; crewctl runs the check
     command itself, the gate holds and the failing output goes back to the lead; it fixes
-    the bug and claims READY again; the gate passes; the demo signs off.
+    the bug and claims READY again; the gate passes and the verified work becomes a branch
+    (the PR envelope); the demo signs off; a reflection writes down what it learned.
     """
     root = tempfile.mkdtemp(prefix="crewctl-demo-")
     project, home = os.path.join(root, "project"), os.path.join(root, "home")
@@ -84,6 +96,7 @@ def demo_command(keep):
         f.write(BUGGY)
     with open(os.path.join(project, "test_calc.py"), "w") as f:
         f.write(TESTS)
+    git = _git_init(project)  # so that the passed gate can hand over a branch (the PR envelope)
     script = os.path.join(root, "lead.json")
     with open(script, "w") as f:
         json.dump(_script(), f, indent=2)
@@ -118,6 +131,8 @@ def demo_command(keep):
         )
         goal_id = view["id"]
         ok = _follow(home, goal_id, say)
+        if ok:
+            _show_outputs(home, goal_id, project, git, say)
     finally:
         if daemon.poll() is None:
             daemon.send_signal(signal.SIGTERM)
@@ -132,6 +147,7 @@ def demo_command(keep):
     say(f'      --criterion "the unit tests pass" --check {shlex.quote(check)} \\')
     say("      --lead claude --verifier codex")
     say("  (any brain works: --lead openai:MODEL@URL, --lead exec:'your-agent-command', ...; see `crewctl brains list`)")
+    say("  or from a template: crewctl goal new --template fix-failing-tests --set tests=test_calc.py ... (`crewctl templates list`)")
     if keep:
         say(f"\nKept the demo's project and home in {root}")
     else:
@@ -144,8 +160,38 @@ def demo_command(keep):
 _NARRATION = {
     "gate_held": "  -> the gate HELD: crewctl ran the check itself; the lead's claim did not count.",
     "gate_passed": "  -> the gate PASSED: every criterion verified. Waiting for the operator's sign-off...",
-    "done": "  -> signed off: the goal is done.",
+    "envelope": "  -> the PR envelope: the verified work as a branch and a PR body (crewctl goal pr ID).",
+    "done": "  -> signed off: the goal is done. One reflection turn follows.",
+    "reflection": "  -> the reflection is recorded; what it learned goes into the workspace's memory.",
 }
+
+
+def _git_init(project: str) -> bool:
+    if shutil.which("git") is None:
+        return False
+    env = dict(os.environ, GIT_AUTHOR_NAME="crewctl demo", GIT_AUTHOR_EMAIL="demo@localhost",
+               GIT_COMMITTER_NAME="crewctl demo", GIT_COMMITTER_EMAIL="demo@localhost", GIT_CONFIG_GLOBAL="/dev/null")
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "calc with a failing test"]):
+        if subprocess.run(["git", *args], cwd=project, env=env, capture_output=True).returncode != 0:
+            return False
+    return True
+
+
+def _show_outputs(home: str, goal_id: str, project: str, git: bool, say) -> None:
+    from ..outputs import memory
+
+    store = open_store(None, home, create=False)
+    state, _ = store.load_goal(goal_id)
+    envelope = state.envelope
+    say("")
+    if git and envelope is not None and envelope.status == "ready":
+        say(f"PR envelope: branch {envelope.branch} (commit {envelope.commit[:12]}), body {envelope.pr}")
+    text = memory.read(home, project)
+    if text:
+        say("The workspace's memory now (the next goal's lead starts with it):")
+        for line in text.splitlines():
+            if line.startswith("- "):
+                say("  " + line)
 
 
 def _follow(home: str, goal_id: str, say) -> bool:
@@ -163,9 +209,13 @@ def _follow(home: str, goal_id: str, say) -> bool:
             if e["type"] in _NARRATION:
                 say(click.style(_NARRATION[e["type"]], bold=True))
         state, _ = store.load_goal(goal_id)
-        if state.status == "awaiting_signoff" and not signed:
+        envelope_done = state.envelope is None or state.envelope.status != "pending"
+        if state.status == "awaiting_signoff" and not signed and envelope_done:
             control.call(home, "goal.signoff", {"id": goal_id})
             signed = True
+            continue
+        if state.status == "done" and state.reflection == "due":
+            time.sleep(0.1)  # poll: the reflection turn runs after sign-off
             continue
         if state.status in ("done", "blocked", "failed", "cancelled"):
             for e in store.events(goal_id, after=last):

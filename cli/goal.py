@@ -15,6 +15,7 @@ import click
 from ..exceptions import UsageError
 from ..goal.criteria import check_command_problem, parse_criteria, parse_criteria_json
 from ..goal.model import STATUSES, TERMINAL
+from ..goal.reflect import outputs_settled
 from ..transport import control
 from . import mission
 from ._common import db_option, echo_json, format_event, json_option, read_store, resolve_home
@@ -110,11 +111,34 @@ def _render_goal(g: dict[str, Any]) -> str:
         lines.append(f"  steers:    {g['pending_steers']} waiting for the lead's next turn")
     if g.get("last_error"):
         lines.append(f"  last error: {g['last_error']}")
+    lines += _render_outputs(g)
     return "\n".join(lines)
 
 
+def _render_outputs(g: dict[str, Any]) -> list[str]:
+    """The PR envelope and the reflection, where a goal has them."""
+    lines = []
+    e = g.get("envelope")
+    if e:
+        if e["status"] == "ready":
+            lines.append(f"  envelope:  branch {e['branch']} (commit {e['commit'][:12]}, {len(e['files'])} file(s) changed); "
+                         f"crewctl goal pr {g['id']} [--push REMOTE] [--open]")
+            lines.append(f"             body {e['pr']}, patch {e['patch']}")
+        elif e["status"] == "pending":
+            lines.append(f"  envelope:  being made from round {e['round']}'s snapshot")
+        elif e["status"] == "failed":
+            lines.append(f"  envelope:  could not be made: {e['error']}" + (f" (body {e['pr']})" if e.get("pr") else ""))
+        else:
+            lines.append(f"  envelope:  superseded (round {e['round']}'s passed gate no longer stands)")
+    r = g.get("reflection")
+    if r:
+        what = {"due": "running", "ok": "recorded", "failed": "failed (see `crewctl goal events`)"}.get(r["status"], r["status"])
+        lines.append(f"  reflection: {what}")
+    return lines
+
+
 @goal_group.command("new", cls=_CriteriaCommand)
-@click.argument("objective")
+@click.argument("objective", required=False)
 @click.option("--criterion", "criterion", multiple=True, metavar="TEXT", help="An acceptance criterion (repeatable). Giving any locks them at once.")
 @click.option("--check", "check", multiple=True, metavar="CMD", help="A check command for the --criterion before it: crewctl runs it; exit 0 passes.")
 @click.option("--workspace", type=click.Path(file_okay=False), default=".", show_default=True, help="The directory the lead works in.")
@@ -129,8 +153,11 @@ def _render_goal(g: dict[str, Any]) -> str:
 @click.option("--check-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Timeout of each check command (default 600).")
 @click.option("--step-attempts", type=click.IntRange(min=1), help="Tries of a plan step before it fails back to the lead (default 3).")
 @click.option("--replan-budget", type=click.IntRange(min=0), help="Replans after failed steps before the goal blocks (default 2).")
+@click.option("--template", "template", metavar="NAME", help="Fill objective, criteria, protect patterns and budgets from a template (`crewctl templates list`).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="A value for the template's {KEY} (repeatable).")
+@click.option("--reflector", metavar="SPEC", help="The brain of the one reflection turn after sign-off (default: the lead's).")
 @json_option
-def goal_new(objective, criterion, check, workspace, lead, worker, verifier, token_budget, time_budget, cost_budget, attempt_cap, max_auto_turns, check_timeout, step_attempts, replan_budget, as_json):
+def goal_new(objective, criterion, check, workspace, lead, worker, verifier, token_budget, time_budget, cost_budget, attempt_cap, max_auto_turns, check_timeout, step_attempts, replan_budget, template, sets, reflector, as_json):
     """Start a goal with OBJECTIVE.
 
     \b
@@ -140,12 +167,17 @@ def goal_new(objective, criterion, check, workspace, lead, worker, verifier, tok
           --criterion "no new dependencies" \\
           --lead claude --verifier codex
     Without criteria, the lead scopes it first (questions, then a LOCK you can edit
-    with `crewctl goal criteria`).
+    with `crewctl goal criteria`). From a template (flags beside it override it):
+      crewctl goal new --template fix-failing-tests --set tests=tests/test_dates.py --lead claude
     """
     ctx = click.get_current_context()
     rows = _pair_criteria(ctx.meta.get("option_order", []), criterion, check)
     if rows:
         parse_criteria(rows)  # bad input fails here, before anything is sent
+    if sets and not template:
+        raise UsageError("--set fills a template's keys: give --template NAME")
+    if not template and not (objective or "").strip():
+        raise UsageError("give an OBJECTIVE (or --template NAME; see `crewctl templates list`)")
     workspace = os.path.abspath(workspace)
     if not os.path.isdir(workspace):
         raise UsageError(f"workspace {workspace} is not a directory")
@@ -164,7 +196,13 @@ def goal_new(objective, criterion, check, workspace, lead, worker, verifier, tok
         "check_timeout": check_timeout,
         "step_attempts": step_attempts,
         "replan_budget": replan_budget,
+        "reflector": reflector,
     }
+    if template:
+        from .templates import apply_template
+
+        args = apply_template(template, sets, args, protect_given=False)
+        parse_criteria(args["criteria"])
     view = _call("goal.new", {k: v for k, v in args.items() if v is not None})
     if as_json:
         echo_json(view)
@@ -207,7 +245,7 @@ def goal_show(goal_id, db, as_json):
 
 @goal_group.command("events")
 @click.argument("goal_id", metavar="ID")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new events until the goal is done, cancelled or failed.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events until the goal is done (and its reflection recorded), cancelled or failed.")
 @click.option("--after", type=click.IntRange(min=0), default=0, help="Only events after this seq.")
 @db_option
 @json_option
@@ -231,7 +269,8 @@ def goal_events(goal_id, follow, after, db, as_json):
             click.echo(json.dumps(e, default=str) if as_json else format_event(e))
             last = e["seq"]
         state, _ = store.load_goal(gid)
-        if state.status in TERMINAL and not store.events(gid, after=last, limit=1):
+        # A done goal's timeline ends with its reflection (and its PR envelope, if still being made).
+        if state.status in TERMINAL and outputs_settled(state) and not store.events(gid, after=last, limit=1):
             return
         time.sleep(0.2)  # poll: the store is the source of truth, and it may be another process's
 

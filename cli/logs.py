@@ -16,6 +16,7 @@ import click
 
 from ..goal.model import TERMINAL
 from ..goal.prompts import REPORT_CAP
+from ..goal.reflect import outputs_settled
 from ..store import Store
 from ._common import db_option, duration, echo_json, human_time, json_option, read_store
 from ._feed import ChangeFeed
@@ -197,7 +198,7 @@ def render_entry(e: dict[str, Any], *, prompts: bool) -> str:
 @click.option("--role", type=click.Choice(ROLES), help="Only this role's turns.")
 @click.option("--turn", type=click.IntRange(min=1), help="Only turn N (the goal's turn number, as the agent saw it in CREWCTL_TURN).")
 @click.option("--prompts", is_flag=True, help="Print each turn's prompt too.")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing turns as they start and finish, until the goal is done, cancelled or failed.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing turns as they start and finish, until the goal is done (and reflected on), cancelled or failed.")
 @db_option
 @json_option
 def goal_logs(goal_id, role, turn, prompts, follow, db, as_json):
@@ -243,7 +244,10 @@ def _follow(store: Store, gid: str, *, role: str | None, turn: int | None, promp
         first = False
 
     while True:
-        status = store.status_of(gid)  # read first: a terminal status means every turn below is final
+        # Read first: once the goal is finished and its outputs are made (the reflection turn
+        # runs after sign-off), every turn read below is final.
+        state, _ = store.load_goal(gid)
+        settled = state.status in TERMINAL and outputs_settled(state)
         out: list[dict[str, Any]] = []
         if role in (None, "lead", "verifier", "reflector"):
             heads = store.turn_heads(gid)
@@ -264,6 +268,6 @@ def _follow(store: Store, gid: str, *, role: str | None, turn: int | None, promp
             if _matches(entry, role, turn):
                 emit(entry)
         sys.stdout.flush()  # a pipe reader sees each turn now, not when a buffer fills
-        if status in TERMINAL:
+        if settled:
             return
         feed.wait(3600)

@@ -93,7 +93,7 @@ def dossier(store: Store, home: str, gid: str) -> dict[str, Any]:
         "hooks_failed": hooks_failed,
         "reflection": reflection,
         "protect": view.get("protect"),
-        "pr": view.get("pr"),
+        "envelope": view.get("envelope"),
     }
 
 
@@ -200,6 +200,8 @@ def render_markdown(d: dict[str, Any]) -> str:
     if cf.get("note"):
         out += ["", cf["note"]]
     out.append("")
+    if d.get("envelope"):
+        out += ["## Pull request envelope", ""] + [f"- {k}: {_one_line(v)}" for k, v in d["envelope"].items() if v not in (None, "", [])] + [""]
     if d.get("reflection"):
         out += ["## Reflection", ""] + _reflection_lines(d["reflection"]) + [""]
     if d["hooks_failed"]:
@@ -337,6 +339,8 @@ def render_html(d: dict[str, Any]) -> str:
         h.append("<p>No file changed.</p>")
     if cf.get("note"):
         h.append(f"<p class='note'>{_e(cf['note'])}</p>")
+    if d.get("envelope"):
+        h.append("<h2>Pull request envelope</h2><ul>" + "".join(f"<li>{_e(k)}: {_e(v)}</li>" for k, v in d["envelope"].items() if v not in (None, "", [])) + "</ul>")
     if d.get("reflection"):
         h.append("<h2>Reflection</h2>" + "".join(f"<p>{_e(line)}</p>" for line in _reflection_lines(d["reflection"])))
     if d["hooks_failed"]:

@@ -13,15 +13,20 @@ from typing import Any, Mapping, NamedTuple
 from .model import GoalState
 
 __all__ = [
+    "BuildEnvelope",
     "CancelWork",
     "DispatchStep",
     "Effect",
     "EndRound",
     "Record",
+    "PrepareReflection",
     "Release",
     "RunLeadTurn",
+    "RunReflection",
     "RunVerifierTurn",
+    "SaveReflection",
     "StartRound",
+    "SupersedeEnvelope",
     "Transition",
     "WakeAt",
 ]
@@ -98,7 +103,66 @@ class Release:
     """The goal reached a terminal status: stop its actors."""
 
 
-Effect = RunLeadTurn | StartRound | RunVerifierTurn | EndRound | DispatchStep | CancelWork | WakeAt | Release
+# -- durable outputs (DESIGN.md, "Durable outputs") ----------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildEnvelope:
+    """Make the PR envelope from this passed round's snapshot, before the snapshot goes."""
+
+    round: int
+
+
+@dataclass(frozen=True)
+class SupersedeEnvelope:
+    """The passed gate no longer stands: take down the envelope's branch and files."""
+
+    round: int
+    branch: str | None
+    commit: str | None
+
+
+@dataclass(frozen=True)
+class PrepareReflection:
+    """Build the reflection digest from the goal's timeline (the shell reads it), then
+    report it back as a ReflectionStarted event, which fixes the turn and its prompt."""
+
+
+@dataclass(frozen=True)
+class RunReflection:
+    """One reflection turn in a fresh session: role `reflector`, the workspace read-only."""
+
+    turn: int
+    prompt: str
+    rerun: bool = False
+
+
+@dataclass(frozen=True)
+class SaveReflection:
+    """Append the reflection's memory to the workspace's MEMORY.md and write its skill."""
+
+    workspace: str
+    goal_id: str
+    at: str  # ISO time of the reflection, for the memory entries' provenance
+    memory: tuple[tuple[str, str], ...]  # (kind, text)
+    skill: Mapping[str, str] | None  # {"name", "description", "body"}
+
+
+Effect = (
+    RunLeadTurn
+    | StartRound
+    | RunVerifierTurn
+    | EndRound
+    | DispatchStep
+    | CancelWork
+    | WakeAt
+    | Release
+    | BuildEnvelope
+    | SupersedeEnvelope
+    | PrepareReflection
+    | RunReflection
+    | SaveReflection
+)
 
 
 class Transition(NamedTuple):

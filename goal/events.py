@@ -18,12 +18,16 @@ __all__ = [
     "Approve",
     "Cancel",
     "EditCriteria",
+    "EnvelopeBuilt",
     "Event",
     "Fail",
     "HookFailed",
     "Pause",
     "RaiseBudget",
     "Recover",
+    "ReflectionFailed",
+    "ReflectionFinished",
+    "ReflectionStarted",
     "Unsandboxed",
     "Resume",
     "RoundFinished",
@@ -209,6 +213,43 @@ class HookFailed:
     error: str
 
 
+# -- durable outputs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnvelopeBuilt:
+    """The PR envelope of a passed round was made (or could not be: `error`)."""
+
+    round: int
+    branch: str | None = None
+    commit: str | None = None
+    base: str | None = None
+    files: tuple[str, ...] = ()
+    pr: str | None = None
+    patch: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ReflectionStarted:
+    """The shell built the reflection digest from the timeline: this is its prompt."""
+
+    prompt: str
+
+
+@dataclass(frozen=True)
+class ReflectionFinished:
+    turn: int
+    text: str
+    usage: TurnUsage = TurnUsage()
+
+
+@dataclass(frozen=True)
+class ReflectionFailed:
+    turn: int
+    error: str
+
+
 Event = (
     Answer
     | EditCriteria
@@ -232,4 +273,8 @@ Event = (
     | Unsandboxed
     | Fail
     | HookFailed
+    | EnvelopeBuilt
+    | ReflectionStarted
+    | ReflectionFinished
+    | ReflectionFailed
 )

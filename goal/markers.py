@@ -29,6 +29,9 @@ Decisions the contract leaves open, made here fail-closed:
   a list item ("- x" then "  ```") and closed by an unindented "```" line. CommonMark
   ends the list, and so that fence, at the unindented line, which then opens a new
   fence; here that line closes the first fence, so a tag after it is live.
+- REFLECT's lists may be absent (empty); its texts are collapsed like every field that
+  reaches a prompt, except a skill's body: Markdown that is written to SKILL.md and never
+  prompted, so it keeps its lines (CRLF becomes LF) and loses only control characters.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ from typing import Any, Callable
 __all__ = [
     "BODY_LIMIT",
     "KINDS",
+    "MEMORY_KINDS",
+    "SKILL_BODY_LIMIT",
+    "SKILL_NAME",
     "Extraction",
     "Marker",
     "MarkerError",
@@ -49,7 +55,7 @@ __all__ = [
     "quote",
 ]
 
-KINDS = ("clarify", "lock", "plan", "ready", "blocked", "verify")
+KINDS = ("clarify", "lock", "plan", "ready", "blocked", "verify", "reflect")
 BODY_LIMIT = 64 * 1024  # bytes of the UTF-8 body
 
 _REASON_CAP = 200
@@ -410,6 +416,75 @@ def _verify_results(body: dict[str, Any]) -> dict[str, Any]:
     return {"results": results}
 
 
+# REFLECT (DESIGN.md, "Durable outputs"): what a finished goal leaves for the next one.
+# A skill's name becomes a directory and an Agent Skills `name`; its body is Markdown that
+# never reaches a prompt, so it keeps its lines and loses only control characters.
+MEMORY_KINDS = ("fact", "preference", "strategy")
+SKILL_NAME = re.compile(r"[a-z0-9-]{1,64}")
+SKILL_BODY_LIMIT = 16 * 1024  # bytes of UTF-8
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_BODY_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _sound(text: str) -> str:
+    """`text` without lone surrogates (JSON allows "\\ud800"; a file or YAML does not)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+
+
+def _reflect(body: dict[str, Any]) -> dict[str, Any]:
+    """Everything in it is written to disk (memory, skills), so it is made sound for that."""
+    payload = _reflect_fields(body)
+    payload["summary"] = _sound(payload["summary"])
+    payload["lessons"] = [_sound(x) for x in payload["lessons"]]
+    payload["memory"] = [{"kind": m["kind"], "text": _sound(m["text"])} for m in payload["memory"]]
+    if payload["skill"] is not None:
+        payload["skill"] = {k: _sound(v) for k, v in payload["skill"].items()}
+    return payload
+
+
+def _reflect_fields(body: dict[str, Any]) -> dict[str, Any]:
+    lessons = []
+    for n, item in enumerate(_items(body, "lessons", "", 0, 10), 1):
+        lessons.append(_string(item, f"lessons[{n}]", 500, required=True))
+    memory = []
+    for n, entry in enumerate(_items(body, "memory", "", 0, 10), 1):
+        at = f"memory[{n}]"
+        entry = _object(entry, at)
+        kind = entry.get("kind")
+        if kind not in MEMORY_KINDS:
+            raise _Invalid(f'{at}.kind must be "fact", "preference" or "strategy"')
+        memory.append({"kind": kind, "text": _string(entry.get("text"), f"{at}.text", 500, required=True)})
+    skill = body.get("skill")
+    if skill is not None:
+        skill = _object(skill, "skill")
+        name = skill.get("name")
+        if not isinstance(name, str) or not SKILL_NAME.fullmatch(name):
+            raise _Invalid("skill.name must match ^[a-z0-9-]{1,64}$")
+        text = skill.get("body")
+        if not isinstance(text, str):
+            raise _Invalid("skill.body must be a string")
+        text = _BODY_CONTROLS.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).strip("\n")
+        if not text.strip():
+            raise _Invalid("skill.body must not be empty")
+        if len(text.encode("utf-8", "surrogatepass")) > SKILL_BODY_LIMIT:
+            raise _Invalid("skill.body exceeds 16 KiB")
+        skill = {
+            "name": name,
+            "description": _string(skill.get("description"), "skill.description", 1024, required=True),
+            "body": text + "\n",
+        }
+    return {
+        "summary": _string(body.get("summary"), "summary", 2000, required=True),
+        "lessons": lessons,
+        "memory": memory,
+        "skill": skill,
+    }
+
+
 _PAYLOADS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "clarify": _clarify,
     "lock": _lock,
@@ -417,4 +492,5 @@ _PAYLOADS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "ready": _ready,
     "blocked": _blocked,
     "verify": _verify_results,
+    "reflect": _reflect,
 }

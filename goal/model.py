@@ -12,7 +12,10 @@ from typing import Any, Mapping
 __all__ = [
     "ACTIVE",
     "CRITERION_STATUSES",
+    "ENVELOPE_STATUSES",
+    "REFLECTION_STATUSES",
     "Budget",
+    "Envelope",
     "ClarifyRound",
     "Criterion",
     "GoalState",
@@ -50,6 +53,11 @@ HOLDS = frozenset({"awaiting_input", "awaiting_approval", "paused", "blocked", "
 ACTIVE = frozenset({"scoping", "running", "verifying", "awaiting_approval"})
 CRITERION_STATUSES = ("pending", "pass", "fail")
 STEP_STATUSES = ("pending", "in_progress", "completed", "failed", "skipped")
+# The PR envelope of a passed gate: being built, built, could not be built, or no longer
+# standing (sent back, or the gate re-opened).
+ENVELOPE_STATUSES = ("pending", "ready", "failed", "superseded")
+# The reflection after sign-off: to run (or running), recorded, or failed after its retry.
+REFLECTION_STATUSES = ("due", "ok", "failed")
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,21 @@ class Spend:
 
 
 @dataclass(frozen=True)
+class Envelope:
+    """The PR envelope of the passed gate round `round` (DESIGN.md, "Durable outputs")."""
+
+    round: int
+    status: str = "pending"  # ENVELOPE_STATUSES
+    branch: str | None = None  # crewctl/<goal id>
+    commit: str | None = None
+    base: str | None = None  # the commit it is on: the goal's starting commit
+    files: tuple[str, ...] = ()  # changed paths, capped
+    pr: str | None = None  # path of pr.md
+    patch: str | None = None  # path of pr.patch
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class GoalState:
     id: str
     objective: str
@@ -216,6 +239,14 @@ class GoalState:
     # off`), so its result was not produced under the seal. The timeline says which runs.
     unsandboxed: bool = False
 
+    # What a finished goal leaves behind (DESIGN.md, "Durable outputs").
+    base_commit: str | None = None  # the workspace's git HEAD when the goal was created
+    base_branch: str | None = None  # the branch checked out then, if any
+    briefing: str | None = None  # memory and skills for the first lead prompt only
+    envelope: Envelope | None = None
+    reflection: str | None = None  # REFLECTION_STATUSES; None until sign-off
+    reflection_tries: int = 0
+
     @property
     def open_clarify(self) -> ClarifyRound | None:
         if self.clarify and self.clarify[-1].answers is None:
@@ -273,6 +304,7 @@ _NESTED.update(
         (GoalState, "in_flight"): InFlight,
         (GoalState, "budget"): Budget,
         (GoalState, "spend"): Spend,
+        (GoalState, "envelope"): Envelope,
         (ClarifyRound, "questions"): Question,
     }
 )

@@ -22,12 +22,15 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from ..exceptions import Refused
+from . import envelope, reflect
 from . import events as ev
 from . import markers, prompts
 from .effects import (
+    BuildEnvelope,
     CancelWork,
     DispatchStep,
     EndRound,
+    PrepareReflection,
     Record,
     Release,
     RunLeadTurn,
@@ -41,6 +44,7 @@ from .model import (
     Budget,
     ClarifyRound,
     Criterion,
+    Envelope,
     GoalState,
     InFlight,
     Question,
@@ -83,6 +87,9 @@ class GoalSettings:
         check_timeout: float = 600.0,
         replan_budget: int = 2,
         step_attempts: int = 3,
+        briefing: str | None = None,
+        base_commit: str | None = None,
+        base_branch: str | None = None,
     ) -> None:
         self.roster = roster
         self.budget = budget
@@ -92,6 +99,9 @@ class GoalSettings:
         self.check_timeout = check_timeout
         self.replan_budget = replan_budget
         self.step_attempts = step_attempts
+        self.briefing = briefing  # memory and skills for the first lead prompt (goal.memory, goal.skills)
+        self.base_commit = base_commit  # the workspace's git HEAD now: the PR envelope's base
+        self.base_branch = base_branch
 
 
 # -- the builder every handler uses --------------------------------------------------------
@@ -156,6 +166,9 @@ def new_goal(
         replan_budget=settings.replan_budget,
         step_attempts=settings.step_attempts,
         start=start,
+        briefing=settings.briefing or None,
+        base_commit=settings.base_commit,
+        base_branch=settings.base_branch,
     )
     t = _T(state, now)
     t.emit(
@@ -172,6 +185,7 @@ def new_goal(
         _lead_turn(t, "work", automatic=False)
     else:
         _lead_turn(t, "scope", automatic=False)
+    t.set(briefing=None)  # it is in the first turn's prompt (kept for a rerun) and nowhere else
     return t.done()
 
 
@@ -180,6 +194,10 @@ def new_goal(
 
 def step(state: GoalState, event: ev.Event, now: datetime) -> Transition:
     """Apply one event. Raises Refused (and changes nothing) when the goal's rules say no."""
+    if type(event) in reflect.EVENTS or (type(event) is ev.Recover and state.status == "done"):
+        return reflect.step(state, event, now)  # durable outputs go on after sign-off
+    if type(event) is ev.EnvelopeBuilt:
+        return envelope.on_built(state, event)
     handler = _HANDLERS.get(type(event))
     if handler is None:
         raise TypeError(f"not a goal event: {event!r}")
@@ -189,7 +207,7 @@ def step(state: GoalState, event: ev.Event, now: datetime) -> Transition:
         return Transition(state, (), ())  # late results for a finished goal change nothing
     t = _T(state, now)
     handler(t, event)
-    return t.done()
+    return envelope.settle(state, t.done())
 
 
 # -- lead turns -----------------------------------------------------------------------------
@@ -781,6 +799,9 @@ def _decide(t: _T, model: dict[str, tuple[str, str]], checks: dict, host_pid: in
     t.set(criteria=criteria)
     if not failed:
         t.emit("gate_passed", round=s.round)
+        # The PR envelope is made from this round's snapshot, so before the round ends.
+        t.set(envelope=Envelope(round=s.round))
+        t.do(BuildEnvelope(round=s.round))
         t.do(EndRound(round=s.round, keep_snapshot=False))
         t.set(status="awaiting_signoff", last_failures=())
         if t.state.steers:
@@ -909,6 +930,8 @@ def _on_unsandboxed(t: _T, e: ev.Unsandboxed) -> None:
 def _on_recover(t: _T, e: ev.Recover) -> None:
     """The supervisor (re)started with this goal: pick up whatever was in flight."""
     s = t.state
+    if s.envelope is not None and s.envelope.status == "pending":
+        t.do(BuildEnvelope(round=s.envelope.round))  # the passed round's snapshot is still on disk
     if s.status == "budget_limited" and _winding_down(s) and s.retry_at is None:
         _rerun_in_flight(t)  # the one wind-down turn still owes its report
         return
@@ -1099,10 +1122,11 @@ def _on_signoff(t: _T, e: ev.Signoff) -> None:
     if s.in_flight is not None:
         t.set(in_flight=replace(s.in_flight, interrupted=True))
         t.do(CancelWork(reason="signed off"))
-    t.set(status="done", reason=None)
+    t.set(status="done", reason=None, reflection="due")
     t.emit("signoff", round=s.round)
     t.emit("done", round=s.round, usage=_spend_dict(s.spend))
-    t.do(Release())
+    # Done is final; then one reflection turn (goal.reflect), which releases the goal.
+    t.do(PrepareReflection())
 
 
 def _on_send_back(t: _T, e: ev.SendBack) -> None:

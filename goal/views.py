@@ -11,7 +11,7 @@ from typing import Any
 from .attention import attention_why, budget_use
 from .model import GoalState
 
-__all__ = ["goal_view", "summary_view"]
+__all__ = ["envelope_view", "goal_view", "summary_view"]
 
 
 def goal_view(s: GoalState, *, started_at: str | None = None, since: str | None = None) -> dict[str, Any]:
@@ -91,6 +91,29 @@ def goal_view(s: GoalState, *, started_at: str | None = None, since: str | None 
         "unsandboxed": s.unsandboxed,
         "retry_at": s.retry_at,
         "last_error": s.last_error,
+        # Durable outputs (DESIGN.md): what the passed gate hands over and what was learned.
+        "base_commit": s.base_commit,
+        "base_branch": s.base_branch,
+        "envelope": envelope_view(s),
+        "reflection": None if s.reflection is None else {"status": s.reflection, "tries": s.reflection_tries},
+    }
+
+
+def envelope_view(s: GoalState) -> dict[str, Any] | None:
+    """The PR envelope as `goal show --json`, `goal pr` and the report name it."""
+    e = s.envelope
+    if e is None:
+        return None
+    return {
+        "round": e.round,
+        "status": e.status,
+        "branch": e.branch,
+        "commit": e.commit,
+        "base": e.base,
+        "files": list(e.files),
+        "pr": e.pr,
+        "patch": e.patch,
+        "error": e.error,
     }
 
 

@@ -974,6 +974,26 @@ class Store:
         )
         return [r[0] for r in rows]
 
+    def outputs_due_ids(self) -> list[str]:
+        """Done goals whose reflection or PR envelope is still to be made (a supervisor
+        stopped before it was), so that `crewctl run` picks them up like live goals."""
+        if self.empty:
+            return []
+        # A cheap filter on the stored JSON (its keys are written without spaces), then the
+        # state itself decides.
+        rows = self._read(
+            lambda tx: tx.all(
+                'SELECT "id" FROM "goal" WHERE "status" = ? AND ("data" LIKE ? OR "data" LIKE ?) ORDER BY "created_at", "id"',
+                ("done", '%"reflection":"due"%', '%"status":"pending"%'),
+            )
+        )
+        due = []
+        for (gid,) in rows:
+            state, _ = self.load_goal(gid)
+            if state.reflection == "due" or (state.envelope is not None and state.envelope.status == "pending"):
+                due.append(gid)
+        return due
+
     def resolve_id(self, ref: str) -> str:
         """An exact goal id, or a unique prefix of at least 4 characters."""
         self._need_db(ref)

@@ -17,7 +17,7 @@ from ..goal import phases
 from ..goal.effects import Record, Transition
 from ..goal.model import Budget, Criterion, GoalState
 
-__all__ = ["Drive", "block", "ready", "verify"]
+__all__ = ["Drive", "block", "ready", "reflect_block", "verify"]
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=timezone.utc)
 
@@ -33,6 +33,10 @@ def ready(summary: str = "done", **extra: Any) -> str:
 
 def verify(*results: tuple[str, str, str]) -> str:
     return block("verify", {"results": [{"id": i, "verdict": v, "evidence": e} for i, v, e in results]})
+
+
+def reflect_block(summary: str = "fixed it", **extra: Any) -> str:
+    return block("reflect", {"summary": summary, "lessons": [], "memory": [], **extra})
 
 
 class Drive:
@@ -84,6 +88,21 @@ class Drive:
         f = self.state.in_flight
         assert f is not None and f.role == "verifier", f"no verifier turn in flight: {f}"
         return self.step(ev.RoundFinished(round=self.state.round, turn=f.turn, text=text, checks=checks, usage=usage))
+
+    def envelope_built(self, error: str | None = None, **fields: Any) -> Transition:
+        env = self.state.envelope
+        assert env is not None and env.status == "pending", f"no envelope being built: {env}"
+        if error is None:
+            fields = {"branch": f"crewctl/{self.state.id}", "commit": "c" * 40, "base": "b" * 40, **fields}
+        return self.step(ev.EnvelopeBuilt(round=env.round, error=error, **fields))
+
+    def reflector(self, text: str, usage: ev.TurnUsage = ev.TurnUsage()) -> Transition:
+        """The reflection's reply; its digest is made first, as the shell would."""
+        if self.state.in_flight is None:
+            self.step(ev.ReflectionStarted(prompt="the digest"))
+        f = self.state.in_flight
+        assert f is not None and f.role == "reflector", f"no reflection turn in flight: {f}"
+        return self.step(ev.ReflectionFinished(turn=f.turn, text=text, usage=usage))
 
     # -- looking -----------------------------------------------------------------------------
 

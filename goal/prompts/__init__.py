@@ -32,6 +32,10 @@ EVIDENCE_CAP = 600
 def lead_prompt(state: GoalState, kind: str, now_epoch: float | None = None) -> str:
     """The whole prompt of a lead turn of the given kind (see lead.INSTRUCTIONS)."""
     parts = [lead.PREAMBLE, _objective(state), _criteria(state, for_lead=True)]
+    if state.turn == 0 and state.briefing:
+        # The goal's first turn only: memory of earlier goals in this workspace and the
+        # skills on this machine, capped where they are made (goal.memory, goal.skills).
+        parts.append(state.briefing)
     body = lead.INSTRUCTIONS[kind]
     extra = _turn_context(state, kind)
     parts.append("## This turn\n" + body + (("\n\n" + extra) if extra else ""))

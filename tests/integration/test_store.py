@@ -728,6 +728,7 @@ def test_the_daemon_runs_a_goal_to_done_on_postgresql(postgres_server, tmp_path)
         sup.wait_for_status(goal, "awaiting_signoff")
         sup.cli("goal", "signoff", goal)
         assert sup.show(goal)["status"] == "done"
+        sup.wait_for_event(goal, "reflection")  # the last thing a done goal records
     # Read back with the daemon gone, from another home, naming the database on the command line only.
     env = {"CREWCTL_DB": ""}
     shown = run_cli(str(tmp_path / "elsewhere"), "goal", "show", goal, "--db", url, "--json", env=env)
@@ -736,5 +737,6 @@ def test_the_daemon_runs_a_goal_to_done_on_postgresql(postgres_server, tmp_path)
     assert view["status"] == "done" and [c["status"] for c in view["criteria"]] == ["pass"]
     events = run_cli(str(tmp_path / "elsewhere"), "goal", "events", goal, "--db", url, "--json", env=env).json()
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
-    assert [e["type"] for e in events][-3:] == ["gate_passed", "signoff", "done"]
+    gate = [e["type"] for e in events if e["type"] not in ("envelope", "reflection") and e["payload"].get("role") != "reflector"]
+    assert gate[-3:] == ["gate_passed", "signoff", "done"] and events[-1]["type"] == "reflection"
     assert not (tmp_path / "home" / "crew.db").exists()  # everything went to PostgreSQL

@@ -57,9 +57,10 @@ def test_module_exports_exactly_the_public_api():
     from crewctl.goal import markers
 
     assert sorted(markers.__all__) == sorted(
-        ["BODY_LIMIT", "KINDS", "Extraction", "Marker", "MarkerError", "collapse", "extract", "quote"]
+        ["BODY_LIMIT", "KINDS", "MEMORY_KINDS", "SKILL_BODY_LIMIT", "SKILL_NAME", "Extraction", "Marker", "MarkerError",
+         "collapse", "extract", "quote"]
     )
-    assert KINDS == ("clarify", "lock", "plan", "ready", "blocked", "verify")
+    assert KINDS == ("clarify", "lock", "plan", "ready", "blocked", "verify", "reflect")
     assert BODY_LIMIT == 64 * 1024
 
 

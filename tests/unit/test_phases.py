@@ -10,9 +10,18 @@ from freezegun import freeze_time
 from crewctl.exceptions import Refused
 from crewctl.goal import events as ev
 from crewctl.goal import phases
-from crewctl.goal.effects import CancelWork, EndRound, Release, RunLeadTurn, RunVerifierTurn, StartRound, WakeAt
+from crewctl.goal.effects import (
+    CancelWork,
+    EndRound,
+    PrepareReflection,
+    Release,
+    RunLeadTurn,
+    RunVerifierTurn,
+    StartRound,
+    WakeAt,
+)
 from crewctl.goal.model import Criterion
-from crewctl.testing.phases import Drive, block, ready, verify
+from crewctl.testing.phases import Drive, block, ready, reflect_block, verify
 
 CHECK = [("c1", "tests pass", {"run": "pytest -q"})]
 JUDGED = [("c1", "tests pass", {"run": "pytest -q"}), ("c2", "README documents it", "read README.md")]
@@ -450,13 +459,16 @@ def test_signoff_is_refused_unless_the_gate_passed():
         g.step(ev.Signoff())
 
 
-def test_signoff_after_a_passed_gate_finishes_the_goal():
+def test_signoff_after_a_passed_gate_finishes_the_goal_then_releases_it_after_its_outputs():
     g = at_round()
     g.verifier(verify(("c2", "pass", "ok")), checks={"c1": {"exit": 0}})
     g.step(ev.Signoff())
     assert g.status == "done"
     assert g.types() == ["signoff", "done"]
-    assert g.effects(Release)
+    assert g.effects(PrepareReflection) and not g.effects(Release)  # the reflection runs first
+    g.envelope_built()
+    g.reflector(reflect_block())
+    assert g.status == "done" and g.effects(Release)
 
 
 def test_send_back_needs_notes():
@@ -474,7 +486,8 @@ def test_send_back_resets_the_criteria_and_starts_a_rework_turn_that_sees_the_no
     assert all(c.status == "pending" for c in g.state.criteria)
     [turn] = g.effects(RunLeadTurn)
     assert turn.kind == "rework" and "the flag is called --json, not --JSON" in turn.prompt
-    assert g.types() == ["send_back", "turn_started"]
+    # The passed gate no longer stands, nor does its PR envelope.
+    assert g.types() == ["send_back", "turn_started", "envelope_superseded"]
 
 
 # -- failures, supervision, recovery -------------------------------------------------------------
