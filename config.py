@@ -50,6 +50,11 @@ file is an error (a typo must not silently mean "no config"). Example:
     [snapshot]                    # each gate round's copy of the workspace (see actors/snapshot.py)
     quota = "2GiB"                # bytes written per snapshot (holes are free); over it, the round holds
     max_files = 200000
+
+    [hooks]                       # run by the supervisor (not sandboxed: they are yours)
+    on_attention = "notify-send crewctl \"$CREWCTL_GOAL: $CREWCTL_STATUS\""  # the goal needs you
+    on_done = "~/bin/announce.sh" # the goal is done; both get `goal show --json` on stdin
+    timeout = 30                  # seconds; a hook that runs longer is killed (event hook_failed)
 """
 
 from __future__ import annotations
@@ -88,6 +93,7 @@ class Config:
     verifier: dict[str, Any] = field(default_factory=dict)
     sandbox: dict[str, Any] = field(default_factory=dict)
     snapshot: dict[str, Any] = field(default_factory=dict)  # parsed: quota (bytes), max_files
+    hooks: dict[str, Any] = field(default_factory=dict)  # on_attention, on_done: shell commands; timeout
 
     def provider(self, name: str) -> dict[str, Any]:
         return self.providers.get(name, {})
@@ -137,7 +143,7 @@ def load_config(path: str | None = None, *, required: bool | None = None) -> Con
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
 
-    known = {"roster", "defaults", "brains", "presets", "openai", "anthropic", "verifier", "sandbox", "snapshot"}
+    known = {"roster", "defaults", "brains", "presets", "openai", "anthropic", "verifier", "sandbox", "snapshot", "hooks"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"config {path}: unknown section {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -194,6 +200,7 @@ def load_config(path: str | None = None, *, required: bool | None = None) -> Con
         verifier=verifier,
         sandbox=sandbox,
         snapshot=_snapshot_section(_table(data, "snapshot", path), path),
+        hooks=_hooks(_table(data, "hooks", path), path),
     )
 
 
@@ -305,6 +312,26 @@ def _stamp(path: str | None) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_mtime_ns, st.st_size)
+
+
+HOOK_NAMES = ("on_attention", "on_done")
+HOOK_TIMEOUT = 30.0  # seconds, when [hooks] timeout is not set
+
+
+def _hooks(table: dict, path: str) -> dict[str, Any]:
+    hooks: dict[str, Any] = {"timeout": HOOK_TIMEOUT}
+    for key, value in table.items():
+        if key in HOOK_NAMES:
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"config {path}: [hooks] {key} is a shell command (a non-empty string)")
+            hooks[key] = value
+        elif key == "timeout":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 86400:
+                raise ConfigError(f"config {path}: [hooks] timeout is a number of seconds (0 < timeout <= 86400)")
+            hooks[key] = float(value)
+        else:
+            raise ConfigError(f"config {path}: unknown hook {key!r} (known: {', '.join(HOOK_NAMES)}, timeout)")
+    return hooks
 
 
 def _table(data: dict, key: str, path: str) -> dict:

@@ -38,6 +38,7 @@ __all__ = [
     "StoreError",
     "UsageError",
     "UsageLimited",
+    "WaitTimeout",
     "turn_failure_kind",
 ]
 
@@ -74,6 +75,13 @@ class Refused(CrewError):
 class NoSupervisor(CrewError):
     code = "no_supervisor"
     exit_code = 4
+
+
+class WaitTimeout(CrewError):
+    """`goal wait` gave up: what it waited for did not happen within --timeout."""
+
+    code = "timeout"
+    exit_code = 5
 
 
 class StoreError(CrewError):

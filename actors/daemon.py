@@ -38,7 +38,6 @@ from ..goal import phases, validate
 from ..goal import protect as protection
 from ..goal.criteria import parse_criteria
 from ..goal.model import TERMINAL, Budget
-from ..goal.views import goal_view
 from ..home import private_dir
 from ..sandbox import Sandbox
 from ..store import Store, open_store
@@ -50,6 +49,7 @@ from .messages import ControlRequest, Deliver, Perform, Shutdown, SupervisorStop
 from .roles import VerifierSettings
 from .snapshot import SnapshotLimits
 from .runtime import arm_crash_points, utcnow
+from .starting_point import record_start
 from .supervisor import Context, GoalSupervisor
 
 __all__ = ["DaemonOptions", "run_daemon", "is_loopback"]
@@ -58,6 +58,12 @@ log = logging.getLogger("crewctl.daemon")
 
 SUPERVISOR_RESTARTS = 5  # per goal, within ...
 SUPERVISOR_WINDOW = 60.0
+
+
+@dataclass(frozen=True)
+class HookReport:
+    goal_id: str
+    event: ev.HookFailed
 
 
 @dataclass
@@ -136,6 +142,8 @@ class Daemon(pykka.ThreadingActor):
                 self._control(msg)
             elif isinstance(msg, SupervisorStopped):
                 self._supervisor_stopped(msg)
+            elif isinstance(msg, HookReport):
+                self._hook_failed(msg)
             elif isinstance(msg, Shutdown):
                 self.draining = True
                 for ref in self.goals.values():
@@ -189,6 +197,26 @@ class Daemon(pykka.ThreadingActor):
         except Exception:
             log.exception("goal %s: could not record crash_loop", goal_id)
 
+    def _hook_failed(self, msg: "HookReport") -> None:
+        """Record a failed hook in the goal's timeline: through its supervisor while it has
+        one (the goal's only writer), directly once that is gone (on_done runs at the end)."""
+        ref = self.goals.get(msg.goal_id)
+        if ref is not None and ref.is_alive():
+            # Still its goal's writer (a done goal's supervisor lives on while its reflection
+            # and envelope are made): it records the event, whatever the status.
+            try:
+                ref.tell(Deliver(msg.event))
+                return
+            except pykka.ActorDeadError:
+                pass  # it stopped just now: nobody writes the goal any more
+        try:
+            state, version = self.ctx.store.load_goal(msg.goal_id)
+            now = self.ctx.clock()
+            transition = phases.step(state, msg.event, now)
+            self.ctx.store.commit(state, version, transition, now.isoformat())
+        except (CrewError, pykka.ActorDeadError) as exc:
+            log.warning("goal %s: could not record hook_failed: %s", msg.goal_id, exc)
+
     # -- the control RPC -------------------------------------------------------------------
 
     def _control(self, req: ControlRequest) -> None:
@@ -201,7 +229,8 @@ class Daemon(pykka.ThreadingActor):
         def reply(ok: bool, payload: Any) -> None:
             try:
                 if ok:
-                    result = goal_view(payload) if hasattr(payload, "criteria") else payload
+                    # A goal prints as `goal show --json` does (with when its turn started, since when it waits).
+                    result = self.ctx.store.view_of(payload) if hasattr(payload, "criteria") else payload
                     frame = message("reply", id=request_id, ok=True, result=result)
                 else:
                     code, text = payload
@@ -289,7 +318,8 @@ class Daemon(pykka.ThreadingActor):
         )
         now = self.ctx.clock()
         goal_id = secrets.token_hex(4)
-        transition = phases.new_goal(goal_id, objective, workspace, settings, now, criteria=criteria)
+        start = record_start(self.ctx.home, goal_id, workspace, now.isoformat())  # for the report's changed files
+        transition = phases.new_goal(goal_id, objective, workspace, settings, now, criteria=criteria, start=start)
         self.ctx.store.create_goal(transition, now.isoformat())
         ref = self._start_supervisor(goal_id, recover=False)
         ref.tell(Perform(transition.effects))
@@ -536,6 +566,10 @@ def _serve(
 
     daemon = Daemon.start(ctx, lambda ident, msg: broker.send("control", ident, msg), status, watch)
     holder["daemon"] = daemon
+    if config.hooks.get("on_attention") or config.hooks.get("on_done"):
+        from .hooks import HookRunner
+
+        ctx.hooks = HookRunner(config.hooks, store, lambda goal_id, event: daemon.tell(HookReport(goal_id, event)))
     authenticator = None
     try:
         authenticator = keys.start_authenticator(opts.home, broker.context)
@@ -573,6 +607,8 @@ def _serve(
     finally:
         if holder.get("dispatcher"):
             holder["dispatcher"].stop()
+        if ctx.hooks is not None:
+            ctx.hooks.close()
         pykka.ActorRegistry.stop_all(block=True, timeout=10)
         broker.stop()
         broker.join(timeout=5)

@@ -22,6 +22,7 @@ from ..config import Config
 from ..exceptions import Refused, StoreError
 from ..goal import events as ev
 from ..goal import phases
+from ..goal.attention import hook_due
 from ..goal.effects import (
     CancelWork,
     DispatchStep,
@@ -63,6 +64,7 @@ class Context:
     turn_timeout: float | None = None
     dispatcher: pykka.ActorRef | None = None
     daemon: pykka.ActorRef | None = None
+    hooks: Any = None  # actors.hooks.HookRunner when the config has [hooks]
 
     def __post_init__(self) -> None:
         if self.sandbox is None:
@@ -167,9 +169,11 @@ class GoalSupervisor(pykka.ThreadingActor):
             except StoreError as exc:
                 _answer(msg.reply, False, (exc.code, exc.message))
                 raise  # the daemon restarts this supervisor from the store
-        self.state = t.state
+        old, self.state = self.state, t.state
         self._crash_points(t)
         _answer(msg.reply, True, self.state)
+        if self.ctx.hooks is not None and (hook := hook_due(old, self.state)):
+            self.ctx.hooks.fire(hook, self.state)  # returns at once: hooks never hold a goal up
         self._perform_all(t)
 
     def _crash_points(self, t: Transition) -> None:

@@ -12,7 +12,7 @@ import sys
 import click
 
 from ..exceptions import CrewError
-from ._common import home_option
+from ._common import home_option, no_color
 
 __all__ = ["main", "cli"]
 
@@ -28,16 +28,18 @@ def cli(ctx: click.Context, home: str | None) -> None:
     Start a supervisor, then give it a goal:
       crewctl run &
       crewctl goal new "make the tests pass" --criterion "tests pass" --check "pytest -q"
-      crewctl goal events ID --follow
+      crewctl watch                  # every goal, live; or goal logs ID --follow
 
     Only an anonymous verifier (or crewctl's own check commands) can pass a goal's gate;
     the operator signs off. `crewctl demo` shows the whole loop in a minute.
 
     \b
     Exit codes: 0 ok, 1 error, 2 usage, 3 refused by the goal's rules (wrong status,
-    stale answer), 4 no supervisor reachable.
+    stale answer), 4 no supervisor reachable, 5 `goal wait` timed out.
     """
     ctx.obj = {"home": home}
+    if no_color():
+        ctx.color = False  # every command below inherits it: click strips styles from all output
 
 
 def _register() -> None:
@@ -46,6 +48,7 @@ def _register() -> None:
     from .demo import demo_command
     from .goal import goal_group
     from .keys import keys_group
+    from . import logs, report, wait  # noqa: F401  (they add `goal logs`, `goal report`, `goal wait`)
     from .memory import memory_group
     from .pr import pr_command
     from .run import run_command, status_command
@@ -53,12 +56,17 @@ def _register() -> None:
     from .templates import templates_group
     from .worker import worker_command
 
+    from .completion import attach_goal_ids, completion_command
+    from .doctor import doctor_command
+    from .watch import watch_command
+
     goal_group.add_command(pr_command)
     for command in (
-        brains_group, config_group, demo_command, goal_group, keys_group, memory_group, run_command, skills_group, status_command,
-        templates_group, worker_command,
+        brains_group, completion_command, config_group, demo_command, doctor_command, goal_group, keys_group, memory_group,
+        run_command, skills_group, status_command, templates_group, watch_command, worker_command,
     ):
         cli.add_command(command)
+    attach_goal_ids(cli)
 
 
 def _one_line(text: str) -> str:
@@ -69,7 +77,9 @@ def _one_line(text: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     _register()
     try:
-        code = cli.main(args=argv, prog_name="crewctl", standalone_mode=False)
+        # NO_COLOR: click then strips styles from everything it prints, terminal or not.
+        color = False if no_color() else None
+        code = cli.main(args=argv, prog_name="crewctl", standalone_mode=False, color=color)
     except click.exceptions.Abort:
         click.echo("crewctl: aborted", err=True)
         sys.exit(1)

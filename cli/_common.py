@@ -6,13 +6,76 @@ import json
 import math
 import os
 import sys
+from datetime import datetime, timezone
 from typing import Any
 
 import click
 
 from ..store import Store, default_home, open_store
 
-__all__ = ["echo_json", "json_line", "home_option", "db_option", "json_option", "resolve_home", "read_store", "format_event"]
+__all__ = [
+    "db_option",
+    "duration",
+    "echo_json",
+    "format_event",
+    "home_option",
+    "json_line",
+    "human_time",
+    "json_option",
+    "no_color",
+    "read_store",
+    "resolve_home",
+]
+
+
+def no_color() -> bool:
+    """NO_COLOR (https://no-color.org): set and not empty means no colour anywhere."""
+    return bool(os.environ.get("NO_COLOR"))
+
+
+def human_time(at: Any, now: datetime | None = None) -> str:
+    """A stored time (ISO 8601, UTC) as a person reads it: local time, with the date unless
+    it is today, so a line read tomorrow still says when it happened."""
+    if not at:
+        return "-"
+    try:
+        when = datetime.fromisoformat(str(at))
+    except ValueError:
+        return str(at)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    local = when.astimezone()
+    today = (now or datetime.now(timezone.utc)).astimezone().date()
+    return local.strftime("%H:%M:%S") if local.date() == today else local.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(seconds: float | None) -> str:
+    """4m12s, 1h03m, 12.5s: short, for a column or a status line."""
+    if seconds is None:
+        return "-"
+    seconds = max(float(seconds), 0.0)
+    if seconds < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{int(seconds)}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    return f"{hours // 24}d{hours % 24:02d}h"
+
+
+def since_seconds(at: Any, now: datetime | None = None) -> float | None:
+    """Seconds from a stored ISO time until now (None if there is no time)."""
+    if not at:
+        return None
+    try:
+        when = datetime.fromisoformat(str(at))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return ((now or datetime.now(timezone.utc)) - when).total_seconds()
 
 
 def resolve_home(ctx: click.Context | None = None) -> str:
@@ -87,7 +150,7 @@ def format_event(e: dict[str, Any]) -> str:
     """One line per timeline event, for people."""
     p = e.get("payload") or {}
     t = e["type"]
-    at = str(e.get("at", ""))[11:19]
+    at = human_time(e.get("at"))
     detail = _DETAIL.get(t, lambda p: "")(p)
     return f"{e['seq']:>4} {at}  {t:<16} {detail}".rstrip()
 
@@ -116,7 +179,7 @@ _DETAIL = {
     "plan": lambda p: f"plan {p.get('plan')}: " + "; ".join(f"{s['id']} {_short(s['title'], 40)}" for s in p.get("steps", [])),
     "turn_started": _turn,
     "turn_finished": _usage,
-    "turn_failed": lambda p: f"{p.get('role')} turn {p.get('turn')}: {_short(p.get('error', ''), 80)}" + (f" (retry at {str(p['retry_at'])[11:19]})" if p.get("retry_at") else ""),
+    "turn_failed": lambda p: f"{p.get('role')} turn {p.get('turn')}: {_short(p.get('error', ''), 80)}" + (f" (retry at {human_time(p['retry_at'])})" if p.get("retry_at") else ""),
     "marker_ignored": lambda p: f"{str(p.get('kind', '')).upper()} from {p.get('role')}: {p.get('reason')}",
     "marker_invalid": lambda p: f"{str(p.get('kind', '')).upper()} from {p.get('role')} line {p.get('line')}: {p.get('reason')}",
     "ready": lambda p: f"round {p.get('round')}: {_short(p.get('summary', ''), 80)}",
@@ -166,6 +229,7 @@ _DETAIL = {
     "snapshot": lambda p: f"round {p.get('round')}: {p.get('files')} files, {p.get('bytes')} bytes"
     + (f"; left out {', '.join(p['skipped'][:5])}" if p.get("skipped") else ""),
     "snapshot_refused": lambda p: f"round {p.get('round')}: {_short(p.get('reason', ''), 90)}",
+    "hook_failed": lambda p: f"{p.get('hook')} ({p.get('status')}): {_short(p.get('error', ''), 90)}",
     "reflection": lambda p: (
         f"{len(p.get('memory') or [])} memory entr{'y' if len(p.get('memory') or []) == 1 else 'ies'}"
         + (f", skill {p['skill']['name']}" if p.get("skill") else "")

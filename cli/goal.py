@@ -17,10 +17,10 @@ from ..exceptions import UsageError
 from ..goal import protect as protection
 from ..goal.criteria import check_command_problem, parse_criteria, parse_criteria_json
 from ..goal import validate
-from ..goal.model import TERMINAL
+from ..goal.model import STATUSES, TERMINAL
 from ..goal.reflect import outputs_settled
-from ..goal.views import goal_view
 from ..transport import control
+from . import mission
 from ._common import db_option, echo_json, format_event, json_line, json_option, read_store, resolve_home
 
 __all__ = ["goal_group"]
@@ -84,6 +84,7 @@ def _render_goal(g: dict[str, Any]) -> str:
     lines.append(f"  objective: {g['objective']}")
     if g.get("reason"):
         lines.append(f"  reason:    {g['reason']}")
+    lines += mission.now_lines(g)
     if g.get("unsandboxed"):
         lines.append("  sandbox:   off: this goal's agents ran unsandboxed (`crewctl run --sandbox off`); see `goal events`")
     lines.append(f"  gate:      round {g['round']}, held {g['attempt']} time(s) this run (cap {g['attempt_cap']})")
@@ -110,13 +111,7 @@ def _render_goal(g: dict[str, Any]) -> str:
             holder = f" on {s['holder']}" if s.get("holder") else ""
             approval = " (needs approval)" if s["needs_approval"] and not s["approved"] and s["status"] == "pending" else ""
             lines.append(f"    [{s['status']:<11}] {s['id']}: {s['title']}{holder}{approval}")
-    u = g["usage"]
-    spend = f"{u['input_tokens']} in / {u['output_tokens']} out tokens, {u['seconds']:.1f}s"
-    if u.get("cost_usd"):
-        spend += f", ${u['cost_usd']:.4f}"
-    lines.append(f"  spend:     {spend}")
-    for line in _budget_lines(g.get("budget_left") or {}):
-        lines.append(f"  budget:    {line}")
+    lines += mission.spend_lines(g)
     if g.get("resume_at"):
         lines.append(f"  resumes:   by itself at {g['resume_at']} (the provider's usage limit resets then); "
                      f"`crewctl goal resume {g['id']}` goes on now")
@@ -299,20 +294,25 @@ def goal_new(objective, criterion, check, workspace, lead, worker, verifier, tok
 
 
 @goal_group.command("list")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(STATUSES), metavar="STATUS", help="Only goals in this status (repeatable).")
+@click.option("--attention", is_flag=True, help="Only goals that wait for you (awaiting_*, blocked, budget_limited, failed).")
 @db_option
 @json_option
-def goal_list(db, as_json):
-    """List goals (reads the store; no supervisor needed)."""
-    goals = read_store(db).list_goals()
+def goal_list(statuses, attention, db, as_json):
+    """List goals: id, status, age, spend, and what each waits for.
+
+    Reads the store; no supervisor needed. `--status blocked --status failed` shows
+    either; `--attention` only the goals that need you.
+    """
+    goals = mission.filter_goals(read_store(db).list_goals(), statuses, attention)
     if as_json:
         echo_json(goals)
         return
     if not goals:
-        click.echo("no goals yet; start one with `crewctl goal new OBJECTIVE`")
+        click.echo("no goals match" if statuses or attention else "no goals yet; start one with `crewctl goal new OBJECTIVE`")
         return
-    for g in goals:
-        reason = f"  ({g['reason']})" if g.get("reason") and g["status"] in ("blocked", "failed", "budget_limited") else ""
-        click.echo(f"{g['id']}  {g['status']:<17} round {g['round']:<3} {g['objective'][:60]}{reason}")
+    for line in mission.list_table(goals):
+        click.echo(line)
 
 
 @goal_group.command("show")
@@ -320,10 +320,9 @@ def goal_list(db, as_json):
 @db_option
 @json_option
 def goal_show(goal_id, db, as_json):
-    """Show a goal: status, criteria with evidence, steps, spend against budget."""
+    """Show a goal: status, what runs now, criteria with evidence, steps, spend against budget."""
     store = read_store(db)
-    state, _ = store.load_goal(store.resolve_id(validate.goal_id(goal_id)))
-    _print_goal(goal_view(state), as_json)
+    _print_goal(store.view(store.resolve_id(validate.goal_id(goal_id))), as_json)
 
 
 @goal_group.command("events")

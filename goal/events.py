@@ -24,6 +24,7 @@ __all__ = [
     "Event",
     "Fail",
     "Fault",
+    "HookFailed",
     "Pause",
     "RaiseBudget",
     "Recover",
@@ -250,6 +251,15 @@ class Fault:
     error: str
 
 
+@dataclass(frozen=True)
+class HookFailed:
+    """An operator's hook (on_attention, on_done) exited non-zero or timed out."""
+
+    hook: str
+    status: str
+    error: str
+
+
 # -- durable outputs ------------------------------------------------------------------------
 
 
@@ -312,6 +322,7 @@ Event = (
     | Fail
     | BaselineTaken
     | Fault
+    | HookFailed
     | EnvelopeBuilt
     | ReflectionStarted
     | ReflectionFinished

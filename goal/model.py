@@ -138,7 +138,7 @@ class InFlight:
     role: str
     kind: str
     round: int | None = None
-    prompt: str = ""  # a lead turn's prompt, kept so a rerun asks exactly the same thing
+    prompt: str = ""  # kept so a rerun asks exactly the same thing, and stored in the turn table
     interrupted: bool = False  # paused, cancelled or crashed: rerun it on resume/recovery
     revision: int | None = None  # the goal's revision when the prompt was built (a lead turn)
 
@@ -254,6 +254,9 @@ class GoalState:
     wind_down: bool = False  # the one wind-down turn for the current limit has been started
 
     check_timeout: float = 600.0
+    # Where the workspace stood when the goal was created (e.g. {"kind": "git", "commit":
+    # sha}), so the report can list the files changed since; None if it could not be told.
+    start: Mapping[str, Any] | None = None
     # Sticky: some turn of this goal ran without crewctl's sandbox (`crewctl run --sandbox
     # off`), so its result was not produced under the seal. The timeline says which runs.
     unsandboxed: bool = False

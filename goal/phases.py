@@ -178,6 +178,7 @@ def new_goal(
     settings: GoalSettings,
     now: datetime,
     criteria: tuple[Criterion, ...] = (),
+    start: dict[str, Any] | None = None,
 ) -> Transition:
     """A new goal: scoping (the lead's scope turn), or running at once if criteria are given."""
     if not objective.strip():
@@ -196,6 +197,7 @@ def new_goal(
         replan_budget=settings.replan_budget,
         step_attempts=settings.step_attempts,
         protect=settings.protect,
+        start=start,
         briefing=settings.briefing or None,
         base_commit=settings.base_commit,
         base_branch=settings.base_branch,
@@ -208,6 +210,7 @@ def new_goal(
         roster=dict(settings.roster),
         budget=_budget_dict(settings.budget),
         attempt_cap=settings.attempt_cap,
+        **({"start": start} if start else {}),
     )
     if settings.protect.off:
         t.emit("protect_off", reason=settings.protect.off)
@@ -232,7 +235,7 @@ def step(state: GoalState, event: ev.Event, now: datetime) -> Transition:
     handler = _HANDLERS.get(type(event))
     if handler is None:
         raise TypeError(f"not a goal event: {event!r}")
-    if state.status in TERMINAL:
+    if state.status in TERMINAL and type(event) not in _EVEN_WHEN_TERMINAL:
         if type(event) in _OPERATOR:
             raise Refused(f"goal {state.id} is {state.status}")
         return Transition(state, (), ())  # late results for a finished goal change nothing
@@ -731,13 +734,19 @@ def _start_round(t: _T, turn: int, *, rerun: bool) -> None:
         return
     checks = tuple((c.id, c.check) for c in s.criteria if c.check is not None)
     model_needed = any(c.check is None for c in s.criteria)
-    t.set(turn=max(s.turn, turn), in_flight=InFlight(turn=turn, role="verifier", kind="verify", round=s.round))
+    prompt = prompts.verifier_prompt(s)
+    # The prompt rides in InFlight so the turn table stores it (`goal logs --prompts`); a
+    # round where only check commands run sends no prompt to anyone, so none is stored.
+    t.set(
+        turn=max(s.turn, turn),
+        in_flight=InFlight(turn=turn, role="verifier", kind="verify", round=s.round, prompt=prompt if model_needed else ""),
+    )
     t.emit("turn_started", turn=turn, role="verifier", kind="verify", round=s.round, **({"rerun": True} if rerun else {}))
     t.do(
         StartRound(
             round=s.round,
             turn=turn,
-            prompt=prompts.verifier_prompt(s),
+            prompt=prompt,
             checks=checks,
             model_needed=model_needed,
             timeout=s.check_timeout,
@@ -802,7 +811,7 @@ def _on_round_finished(t: _T, e: ev.RoundFinished) -> None:
                 t.set(
                     verifier_corrections=1,
                     turn=turn,
-                    in_flight=InFlight(turn=turn, role="verifier", kind="corrective", round=s.round),
+                    in_flight=InFlight(turn=turn, role="verifier", kind="corrective", round=s.round, prompt=prompt),
                 )
                 t.emit("turn_started", turn=turn, role="verifier", kind="corrective", round=s.round)
                 t.do(RunVerifierTurn(round=s.round, turn=turn, prompt=prompt))
@@ -1115,6 +1124,11 @@ def _on_fault(t: _T, e: ev.Fault) -> None:
     t.emit("blocked", reason=reason, error=error)
     t.set(status="blocked", resume_to=_resume_target(s), reason=f"{reason}: {error}")
     t.do(CancelWork(reason=reason))
+
+
+def _on_hook_failed(t: _T, e: ev.HookFailed) -> None:
+    """Recorded, nothing else: a broken notification never moves a goal (done ones included)."""
+    t.emit("hook_failed", hook=e.hook, status=e.status, error=markers.collapse(e.error, _REASON_CAP))
 
 
 def _on_fail(t: _T, e: ev.Fail) -> None:
@@ -1582,6 +1596,7 @@ _HANDLERS: dict[type, Callable[[_T, Any], None]] = {
     ev.Unsandboxed: _on_unsandboxed,
     ev.Fail: _on_fail,
     ev.Fault: _on_fault,
+    ev.HookFailed: _on_hook_failed,
     ev.Answer: _on_answer,
     ev.EditCriteria: _on_edit_criteria,
     ev.Steer: _on_steer,
@@ -1600,3 +1615,5 @@ _OPERATOR = frozenset(
     | {ev.EditProtect}
 )
 OPERATOR_EVENTS = _OPERATOR  # what the operator sends (the rest comes from actors and timers)
+# Recorded whatever the status: the on_done hook runs after the goal is done.
+_EVEN_WHEN_TERMINAL = frozenset({ev.HookFailed})

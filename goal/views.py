@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from .attention import attention_why, budget_use
 from .model import GoalState
 from .protect import forbidden_present, pinned_files
 
 __all__ = ["budget_report", "envelope_view", "goal_view", "protect_view", "summary_view"]
 
 
-def goal_view(s: GoalState) -> dict[str, Any]:
+def goal_view(s: GoalState, *, started_at: str | None = None, since: str | None = None) -> dict[str, Any]:
+    """`started_at` (when the in-flight turn started) and `since` (when the goal entered its
+    attention state) come from the timeline; the store's `Store.view` fills them in."""
     open_round = s.open_clarify
+    why = attention_why(s)
     return {
         "id": s.id,
         "objective": s.objective,
@@ -43,7 +47,15 @@ def goal_view(s: GoalState) -> dict[str, Any]:
         "turn": s.turn,
         "in_flight": None
         if s.in_flight is None
-        else {"turn": s.in_flight.turn, "role": s.in_flight.role, "kind": s.in_flight.kind, "round": s.in_flight.round, "interrupted": s.in_flight.interrupted},
+        else {
+            "turn": s.in_flight.turn,
+            "role": s.in_flight.role,
+            "kind": s.in_flight.kind,
+            "round": s.in_flight.round,
+            "interrupted": s.in_flight.interrupted,
+            "started_at": started_at,
+        },
+        "attention": None if why is None else {"why": why, "since": since, "reason": s.reason},
         "questions": None
         if open_round is None
         else {
@@ -76,6 +88,8 @@ def goal_view(s: GoalState) -> dict[str, Any]:
         },
         "budget": {"tokens": s.budget.tokens, "seconds": s.budget.seconds, "cost_usd": s.budget.cost_usd},
         "budget_left": budget_report(s),
+        "budget_use": budget_use(s),
+        "start": dict(s.start) if s.start else None,
         "unsandboxed": s.unsandboxed,
         "retry_at": s.retry_at,
         "resume_at": s.resume_at,

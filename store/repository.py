@@ -53,9 +53,11 @@ import peewee as pw
 from playhouse.db_url import connect as connect_url
 
 from ..exceptions import CrewError, NotFound, SchemaTooNew, StoreError
+from ..goal.attention import ATTENTION, ENTRY_EVENTS, attention_why
 from ..goal.effects import Record, Transition
 from ..home import private_dir, private_file
 from ..goal.model import TERMINAL, Criterion, GoalState, Step
+from ..goal.views import goal_view
 from .models import ALL_MODELS, SCHEMA_VERSION, SessionRow
 
 try:  # psycopg2 is a dependency, but SQLite-only use must not need it to import
@@ -177,6 +179,16 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
+# The newest event of each type that puts a goal into an attention state, per goal: the
+# "since" of `goal list` for every goal in one statement.
+_ENTRY_TYPES = tuple(sorted({t for types in ENTRY_EVENTS.values() for t in types}))
+_ENTRY_SQL = (
+    'SELECT e."goal", e."type", e."at" FROM "event" e JOIN ('
+    f'SELECT "goal", "type", MAX("seq") AS m FROM "event" WHERE "type" IN ({", ".join("?" * len(_ENTRY_TYPES))}) '
+    'GROUP BY "goal", "type") x ON e."goal" = x."goal" AND e."seq" = x.m'
+)
+
+
 def _insert(table: str, cols: Sequence[str], rows: int = 1, tail: str = "") -> str:
     values = ", ".join(["(" + ", ".join("?" * len(cols)) + ")"] * rows)
     return f'INSERT INTO {_q(table)} ({", ".join(_q(c) for c in cols)}) VALUES {values}{tail}'
@@ -269,10 +281,11 @@ _TURN_INSERT = _Stmt(
     ("goal", "turn", "role", "kind", "round", "status", "runs", "prompt", "input_tokens", "output_tokens", "cached_tokens", "seconds", "started_at"),
     tail=' ON CONFLICT ("goal", "turn") DO NOTHING',
 )
-_TURN_RERUN = _Stmt("update", "turn", ("status",), keys=("goal", "turn"), extra='"runs" = "runs" + 1, "error" = NULL')
+# A rerun restarts the turn's clock too: started_at is when the run now in flight began.
+_TURN_RERUN = _Stmt("update", "turn", ("status", "started_at"), keys=("goal", "turn"), extra='"runs" = "runs" + 1, "error" = NULL')
 # A rerun whose prompt gained what the operator said meanwhile (phases: refreshed): the
 # turn row keeps the prompt the turn was actually asked.
-_TURN_RERUN_PROMPT = _Stmt("update", "turn", ("status", "prompt"), keys=("goal", "turn"), extra='"runs" = "runs" + 1, "error" = NULL')
+_TURN_RERUN_PROMPT = _Stmt("update", "turn", ("status", "started_at", "prompt"), keys=("goal", "turn"), extra='"runs" = "runs" + 1, "error" = NULL')
 _TURN_FINISH = _Stmt(
     "update", "turn",
     ("status", "reply", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "seconds", "finished_at"),
@@ -1023,15 +1036,63 @@ class Store:
             raise NotFound(f"goal id prefix {ref!r} is ambiguous; give more characters")
         raise NotFound(f"no goal {ref}")
 
-    def list_goals(self) -> list[dict[str, Any]]:
+    def list_goals(self, updated_since: str | None = None) -> list[dict[str, Any]]:
+        """Every goal, oldest first, with what `goal list` and `crewctl watch` show: spend
+        and budget, the turn in flight (and when it started) and the attention state (and
+        since when). A few statements however many goals there are.
+
+        With `updated_since` (an ISO time), only the goals written at or after it: what a
+        dashboard that already holds the rest reads when something changed."""
         if self.empty:
             return []
-        rows = self._read(
-            lambda tx: tx.all('SELECT "id", "objective", "status", "reason", "created_at", "updated_at", "data" FROM "goal" ORDER BY "created_at", "id"')
-        )
+
+        def read(tx: _Tx) -> tuple:
+            where, params = ("", ()) if updated_since is None else (' WHERE "updated_at" >= ?', (updated_since,))
+            goals = tx.all(
+                'SELECT "id", "objective", "status", "reason", "created_at", "updated_at", "data", "workspace" '
+                f'FROM "goal"{where} ORDER BY "created_at", "id"', params,
+            )
+            if not goals:
+                return goals, [], []
+            asking = tx.all('SELECT DISTINCT "goal" FROM "clarify_round" WHERE "answers" IS NULL')
+            if updated_since is None or len(goals) > 100:
+                entries = tx.all(_ENTRY_SQL, _ENTRY_TYPES)
+            else:  # a few goals: the newest entry event of those waiting, by primary key, not a scan of every event
+                entries = []
+                waiting = {r[0] for r in asking}
+                for g in goals:
+                    why = g[2] if g[2] in ATTENTION else ("awaiting_input" if g[2] == "scoping" and g[0] in waiting else None)
+                    for type_ in ENTRY_EVENTS.get(why, ()) if why else ():
+                        row = tx.one('SELECT "at" FROM "event" WHERE "goal" = ? AND "type" = ? ORDER BY "seq" DESC LIMIT 1', (g[0], type_))
+                        if row:
+                            entries.append((g[0], type_, row[0]))
+            return goals, asking, entries
+
+        rows, asking, entries = self._read(read)
+        flights = {}
+        for row in rows:
+            data = json.loads(row[6])
+            flights[row[0]] = data
+        # When each in-flight turn started: by primary key, for the few goals with one.
+        wanted = [(gid, d["in_flight"]["turn"]) for gid, d in flights.items() if d.get("in_flight")]
+        started: dict[tuple[str, int], str] = {}
+        for i in range(0, len(wanted), 400):
+            part = wanted[i : i + 400]
+            where = " OR ".join(['("goal" = ? AND "turn" = ?)'] * len(part))
+            params = [x for pair in part for x in pair]
+            for g, turn, at in self._read(lambda tx: tx.all(f'SELECT "goal", "turn", "started_at" FROM "turn" WHERE {where}', params)):
+                started[(g, turn)] = at
+        asking_ids = {r[0] for r in asking}
+        entered = {(g, type_): at for g, type_, at in entries}
         out = []
-        for gid, objective, status, reason, created_at, updated_at, data in rows:
-            data = json.loads(data)
+        for gid, objective, status, reason, created_at, updated_at, _, workspace in rows:
+            data = flights[gid]
+            flight = data.get("in_flight")
+            why = status if status in ATTENTION else ("awaiting_input" if status == "scoping" and gid in asking_ids else None)
+            since = None
+            if why is not None:
+                since = max((entered.get((gid, t)) or "" for t in ENTRY_EVENTS[why]), default="") or updated_at
+            spend = data.get("spend") or {}
             out.append(
                 {
                     "id": gid,
@@ -1042,27 +1103,108 @@ class Store:
                     "attempt": data.get("attempt", 0),
                     "created_at": created_at,
                     "updated_at": updated_at,
+                    "workspace": workspace,
+                    "usage": {k: spend.get(k, 0) for k in ("input_tokens", "output_tokens", "cached_tokens", "cost_usd", "seconds")},
+                    "budget": data.get("budget") or {},
+                    "in_flight": None
+                    if not flight
+                    else {
+                        "turn": flight["turn"],
+                        "role": flight["role"],
+                        "kind": flight["kind"],
+                        "round": flight.get("round"),
+                        "interrupted": flight.get("interrupted", False),
+                        "started_at": started.get((gid, flight["turn"])),
+                    },
+                    "attention": None if why is None else {"why": why, "since": since, "reason": reason},
                 }
             )
         return out
 
-    def events(self, goal_id: str, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+    def status_of(self, goal_id: str) -> str:
+        """Just the goal's status: what a follower checks to know when to stop."""
         self._need_db(goal_id)
-        sql = 'SELECT "seq", "type", "at", "payload" FROM "event" WHERE "goal" = ? AND "seq" > ? ORDER BY "seq"'
+        row = self._read(lambda tx: tx.one('SELECT "status" FROM "goal" WHERE "id" = ?', (goal_id,)))
+        if row is None:
+            raise NotFound(f"no goal {goal_id}")
+        return row[0]
+
+    def view(self, goal_id: str) -> dict[str, Any]:
+        """`goal show --json` for one goal: its state plus what only the timeline knows."""
+        state, _ = self.load_goal(goal_id)
+        return self.view_of(state)
+
+    def view_of(self, state: GoalState) -> dict[str, Any]:
+        why = attention_why(state)
+        flight = state.in_flight
+
+        def read(tx: _Tx) -> tuple[str | None, str | None]:
+            started = None
+            if flight is not None:
+                row = tx.one('SELECT "started_at" FROM "turn" WHERE "goal" = ? AND "turn" = ?', (state.id, flight.turn))
+                started = row[0] if row else None
+            since = None
+            if why is not None:
+                types = ENTRY_EVENTS[why]
+                row = tx.one(
+                    f'SELECT "at" FROM "event" WHERE "goal" = ? AND "type" IN ({", ".join("?" * len(types))}) ORDER BY "seq" DESC LIMIT 1',
+                    (state.id, *types),
+                )
+                since = row[0] if row else None
+            return started, since
+
+        started, since = (None, None) if self.empty else self._read(read)
+        return goal_view(state, started_at=started, since=since)
+
+    def change_mark(self) -> tuple[int, int]:
+        """Changes whenever any goal is written (every write bumps its version): what a
+        watcher compares to learn that something happened, in one cheap statement."""
+        if self.empty:
+            return (0, 0)
+        row = self._read(lambda tx: tx.one('SELECT COALESCE(SUM("version"), 0), COUNT(*) FROM "goal"'))
+        return (int(row[0]), int(row[1]))
+
+    def turn_heads(self, goal_id: str) -> list[tuple[int, str, int, str | None]]:
+        """(turn, status, runs, finished_at) of every turn: enough to tell which changed."""
+        self._need_db(goal_id)
+        return [
+            tuple(r)
+            for r in self._read(
+                lambda tx: tx.all('SELECT "turn", "status", "runs", "finished_at" FROM "turn" WHERE "goal" = ? ORDER BY "turn"', (goal_id,))
+            )
+        ]
+
+    def events(self, goal_id: str, after: int = 0, limit: int | None = None, types: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        self._need_db(goal_id)
         params: list[Any] = [goal_id, after]
+        where = ""
+        if types is not None:
+            wanted = sorted(set(types))
+            where = f' AND "type" IN ({", ".join("?" * len(wanted))})'
+            params += wanted
+        sql = f'SELECT "seq", "type", "at", "payload" FROM "event" WHERE "goal" = ? AND "seq" > ?{where} ORDER BY "seq"'
         if limit:
             sql += " LIMIT ?"
             params.append(int(limit))
         rows = self._read(lambda tx: tx.all(sql, params))
         return [{"seq": seq, "type": type_, "at": at, "payload": json.loads(payload)} for seq, type_, at, payload in rows]
 
-    def turns(self, goal_id: str) -> list[dict[str, Any]]:
+    def turns(self, goal_id: str, numbers: Iterable[int] | None = None, *, prompts: bool = True) -> list[dict[str, Any]]:
+        """The goal's turns in order (only `numbers`, if given); without `prompts` the
+        prompt column is not even read (prompt is then None)."""
         self._need_db(goal_id)
         cols = ("turn", "role", "kind", "round", "status", "runs", "prompt", "reply", "error", "input_tokens",
                 "output_tokens", "cached_tokens", "cost_usd", "seconds", "started_at", "finished_at")
-        rows = self._read(
-            lambda tx: tx.all(f'SELECT {", ".join(_q(c) for c in cols)} FROM "turn" WHERE "goal" = ? ORDER BY "turn"', (goal_id,))
-        )
+        selected = ", ".join("NULL" if c == "prompt" and not prompts else _q(c) for c in cols)
+        sql = f'SELECT {selected} FROM "turn" WHERE "goal" = ?'
+        params: list[Any] = [goal_id]
+        if numbers is not None:
+            wanted = sorted(set(numbers))
+            if not wanted:
+                return []
+            sql += f' AND "turn" IN ({", ".join("?" * len(wanted))})'
+            params += wanted
+        rows = self._read(lambda tx: tx.all(sql + ' ORDER BY "turn"', params))
         out = []
         for row in rows:
             r = dict(zip(cols, row))
@@ -1283,9 +1425,9 @@ def _turn_rows(gid: str, transition: Transition, at: str, writes: tuple[TurnWrit
         if r.type == "turn_started":
             if p.get("rerun"):
                 if p.get("refreshed") and new.in_flight is not None and new.in_flight.turn == p["turn"]:
-                    out.append((_TURN_RERUN_PROMPT, ("running", new.in_flight.prompt, gid, p["turn"])))
+                    out.append((_TURN_RERUN_PROMPT, ("running", at, new.in_flight.prompt, gid, p["turn"])))
                 else:
-                    out.append((_TURN_RERUN, ("running", gid, p["turn"])))
+                    out.append((_TURN_RERUN, ("running", at, gid, p["turn"])))
                 continue
             prompt = None
             if new.in_flight is not None and new.in_flight.turn == p["turn"]:
