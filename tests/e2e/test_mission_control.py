@@ -158,7 +158,7 @@ def test_goal_show_has_in_flight_during_a_turn_and_null_after(sup, ws, tmp_path)
     assert view["attention"] is None
     text = sup.cli("goal", "show", goal).stdout
     assert "now:       lead turn 2 (continue), " in text
-    assert "budget:    tokens" in text and "%" in text
+    assert "tokens of 1000000 tokens spent (" in text and "%), " in text
     release(gate)
     view = sup.wait_for_status(goal, "awaiting_signoff")
     wait_until(lambda: sup.show(goal)["in_flight"] is None, timeout=30)
