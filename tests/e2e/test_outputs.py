@@ -533,13 +533,15 @@ def test_building_the_envelope_runs_nothing_the_lead_planted_in_the_repository(s
             open(evil, "w").write("#!/bin/sh\\necho \\"$0 $*\\" >> {str(ran)!r}\\ncat\\n")
             os.chmod(evil, 0o755)
             with open(".git/config", "a") as f:
-                f.write("[core]\\n\\tfsmonitor = %s\\n\\thooksPath = .git/hooks\\n[filter \\"evil\\"]\\n\\tclean = %s\\n\\tsmudge = %s\\n"
+                f.write("[core]\\n\\tfsmonitor = %s\\n\\thooksPath = .evil-hooks\\n[filter \\"evil\\"]\\n\\tclean = %s\\n\\tsmudge = %s\\n"
                         "[diff \\"evil\\"]\\n\\ttextconv = %s\\n[diff]\\n\\texternal = %s\\n[commit]\\n\\tgpgSign = true\\n[gpg]\\n\\tprogram = %s\\n"
                         % ((evil,) * 6))
-            os.makedirs(".git/hooks", exist_ok=True)
+            # Hooks outside .git/hooks: planted there, protected paths would hold the round
+            # before any envelope is made (tests/e2e/test_protect.py); here they must not run.
+            os.makedirs(".evil-hooks", exist_ok=True)
             for hook in ("reference-transaction", "post-commit", "pre-commit", "post-index-change"):
-                open(".git/hooks/" + hook, "w").write(open(evil).read())
-                os.chmod(".git/hooks/" + hook, 0o755)
+                open(".evil-hooks/" + hook, "w").write(open(evil).read())
+                os.chmod(".evil-hooks/" + hook, 0o755)
             open(".gitattributes", "w").write("* filter=evil diff=evil\\n")
             open("a.txt", "w").write("changed\\n")
             marker("READY", {{"summary": "done"}})
