@@ -26,7 +26,7 @@ def held_lead(tmp_path, name: str = "lead", first: str = "FIRST-REPLY-PLANTED") 
             say({first!r})
         else:
             while not os.path.exists({release!r}):
-                time.sleep(0.05)  # the test decides when this turn may finish
+                time.sleep(0.05)  # poll: the test decides when this turn may finish
             say("SECOND-REPLY-PLANTED")
             marker("READY", {{"summary": "released"}})
     """)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -38,6 +37,7 @@ from crewctl.store import SessionWrite, StaleWrite, TurnWrite, open_store
 from crewctl.store.repository import MAX_SESSION_MESSAGES
 from crewctl.testing import Supervisor, run_cli, wait_until, write_agent
 from crewctl.testing.phases import ready, verify
+from crewctl.testing.store import raw_sql
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=timezone.utc)
 CRITERIA = (
@@ -112,34 +112,6 @@ def seqs(store, goal_id: str) -> list[int]:
     return [e["seq"] for e in store.events(goal_id)]
 
 
-def raw_sql(db_url, home, sql: str, params=()):
-    """Run one statement on the database directly, around the store (to corrupt or inspect it)."""
-    if db_url is None:
-        with sqlite3.connect(os.path.join(home, "crew.db")) as conn:
-            rows = conn.execute(sql, params).fetchall()
-        conn.close()
-        return rows
-    import psycopg2
-
-    conn = psycopg2.connect(db_url)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(sql.replace("?", "%s"), params)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
-
-
-@pytest.fixture
-def home(tmp_path):
-    return str(tmp_path / "home")
-
-
-@pytest.fixture
-def store(db_url, home):
-    s = open_store(db_url, home=home)
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -3,51 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 from datetime import datetime, timedelta, timezone
 
-import pytest
 
 from crewctl.goal import events as ev
 from crewctl.goal import phases, protect
 from crewctl.goal.model import Criterion
 from crewctl.store import open_store
+from crewctl.testing.store import raw_sql
 from crewctl.store.models import SCHEMA_VERSION
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=timezone.utc)
 CRITERIA = (Criterion(id="c1", text="the tests pass", verify={"run": "pytest -q"}),)
 
 
-def raw_sql(db_url, home, sql: str, params=()):
-    if db_url is None:
-        conn = sqlite3.connect(os.path.join(home, "crew.db"))
-        try:
-            with conn:
-                return conn.execute(sql, params).fetchall()
-        finally:
-            conn.close()
-    import psycopg2
-
-    conn = psycopg2.connect(db_url)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(sql.replace("?", "%s"), params)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
-
-
-@pytest.fixture
-def home(tmp_path):
-    return str(tmp_path / "home")
-
-
-@pytest.fixture
-def store(db_url, home):
-    s = open_store(db_url, home=home)
-    yield s
-    s.close()
 
 
 class Goal:
