@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from dataclasses import replace
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from ..exceptions import BrainConfigError, BrainCrashed, BrainError, ConfigError
 from ..goal import validate
@@ -33,6 +33,7 @@ __all__ = ["Bounded", "ExecBrain", "ProcessResult", "brain_env", "check_exit", "
 
 DEFAULT_TIMEOUT = 3600.0
 _STDERR_KEEP = 4096
+_WATCH_TAIL = 16 * 1024  # of stdout, what a watch sees: the latest events
 _USAGE_FILE_MAX = 64 * 1024
 
 
@@ -87,6 +88,7 @@ def run_bounded(
     max_output: int = MAX_REPLY_BYTES,
     keep_tail: bool = False,
     sandbox: "SandboxPolicy | None" = None,
+    watch: "Callable[[bytes], str | None] | None" = None,
 ) -> Bounded:
     """Run a process in its own process group, bounded in time and output; never hangs.
 
@@ -122,7 +124,7 @@ def run_bounded(
     for t in (out, err, feeder):
         t.start()
     try:
-        killed = _wait(proc, started + timeout, cancel, out)
+        killed = _wait(proc, started + timeout, cancel, out, watch)
     finally:
         if ledger is not None:
             ledger.forget(proc.pid)
@@ -144,6 +146,7 @@ def run_process(
     *,
     stdin: bytes | None = None,
     extra_env: Mapping[str, str] | None = None,
+    watch: "Callable[[bytes], str | None] | None" = None,
 ) -> ProcessResult:
     """Run one agent process to completion, bounded in time and output size.
 
@@ -181,6 +184,7 @@ def run_process(
                 timeout=timeout,
                 cancel=request.cancel,
                 sandbox=sandbox,
+                watch=watch,
             )
         except FileNotFoundError as exc:
             raise BrainConfigError(f"cannot start {_name(command)}: {exc.strerror}") from None
@@ -188,6 +192,10 @@ def run_process(
             raise BrainError(f"cannot start {_name(command)}: {exc}") from None
         if done.killed == "timeout":
             raise BrainError(f"{_name(command)} timed out after {timeout:g}s")
+        if done.killed and done.killed.startswith("watch:"):
+            # The tool said something that means it will never finish (codex's endless
+            # reconnect loop): its own words, at once, not a timeout later.
+            raise BrainError(done.killed[len("watch:"):])
         if done.killed == "cancelled":
             raise BrainError("turn cancelled")
         if done.killed == "oversize":
@@ -317,7 +325,8 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def _wait(proc: subprocess.Popen, deadline: float, cancel: threading.Event | None, out: _Collector) -> str | None:
+def _wait(proc: subprocess.Popen, deadline: float, cancel: threading.Event | None, out: _Collector,
+          watch: "Callable[[bytes], str | None] | None" = None) -> str | None:
     """Wait for exit; return why we killed it, or None if it exited by itself.
 
     On Linux the wait is on a pidfd, which wakes the moment the process exits;
@@ -325,6 +334,7 @@ def _wait(proc: subprocess.Popen, deadline: float, cancel: threading.Event | Non
     Cancel and oversize are checked at least every 50 ms either way.
     """
     pidfd = _pidfd(proc.pid)
+    seen = 0
     try:
         while True:
             if pidfd is not None:
@@ -346,6 +356,12 @@ def _wait(proc: subprocess.Popen, deadline: float, cancel: threading.Event | Non
             reason = _why_stop(proc, deadline, cancel, out)
             if reason:
                 return reason
+            if watch is not None and out.size != seen:
+                seen = out.size
+                said = watch(out.data()[-_WATCH_TAIL:])
+                if said:
+                    _kill_group(proc)
+                    return "watch:" + said
     finally:
         if pidfd is not None:
             os.close(pidfd)

@@ -72,6 +72,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..exceptions import BrainConfigError, BrainError, ConfigError, UsageLimited
+from ..goal import markers
 from .base import TurnReply, TurnRequest, Usage
 from .exec import ProcessResult, check_exit, run_process
 
@@ -148,8 +149,13 @@ class Preset:
     build_args: ArgsBuilder = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
     parse: Parser = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
     failure: FailureReader = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+    # Reads stdout while the tool runs; a message means it will never finish: stop it now.
+    watch: Callable[[bytes], "str | None"] | None = field(repr=False, compare=False, default=None)
     env: Mapping[str, str] = field(default_factory=dict)
     verifier_env: Mapping[str, str] = field(default_factory=dict)
+    # (role, the turn's working directory or None for `brains show`) -> arguments that depend on
+    # what is in that directory, put before the prompt arguments.
+    context_args: Callable[[str, "str | None"], list[str]] | None = field(repr=False, compare=False, default=None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,6 +454,67 @@ def _codex_failure(stdout: bytes, _stderr: str) -> BrainError | None:
     return None
 
 
+# What a verifier's fresh HOME gets of the operator's $CODEX_HOME/config.toml: the entries that
+# choose the provider and the model, never sessions, history, MCP servers, projects' trust or
+# anything else. Without them codex 0.171 goes to its default OpenAI provider (it ignores
+# OPENAI_BASE_URL) and, offline, loops "Reconnecting... waiting for network" forever.
+CODEX_PROVIDER_KEYS = ("model", "model_provider", "model_providers", "model_reasoning_effort", "model_context_window")
+
+
+def codex_provider_config(text: str) -> str | None:
+    """The provider entries of a codex config.toml as TOML text; None if it names none."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, ValueError):
+        return None
+    kept = {k: data[k] for k in CODEX_PROVIDER_KEYS if k in data}
+    if not kept:
+        return None
+    return _toml(kept)
+
+
+def _toml(table: dict, prefix: str = "") -> str:
+    plain = [(k, v) for k, v in table.items() if not isinstance(v, dict)]
+    nested = [(k, v) for k, v in table.items() if isinstance(v, dict)]
+    lines = [f"{json.dumps(k)} = {_toml_value(v)}" for k, v in plain]
+    out = "\n".join(lines) + ("\n" if lines else "")
+    for key, sub in nested:
+        name = f"{prefix}.{json.dumps(key)}" if prefix else json.dumps(key)
+        if any(not isinstance(v, dict) for v in sub.values()) or not sub:
+            out += f"\n[{name}]\n"
+        out += _toml(sub, name)
+    return out
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a TOML basic string
+
+
+# codex 0.171, when its provider cannot be reached at all (no route, connection refused, a
+# default provider offline), prints {"type":"error","message":"Reconnecting... waiting for
+# network (Connection failed: ...)"} every ~20 s and never exits (observed for 2 minutes).
+_CODEX_NO_NETWORK = "Reconnecting... waiting for network"
+
+
+def _codex_watch(stdout: bytes) -> str | None:
+    for line in reversed(_decode(stdout).splitlines()):
+        if _CODEX_NO_NETWORK in line:
+            try:
+                said = json.loads(line).get("message") or line
+            except (ValueError, AttributeError):
+                said = line
+            return f"codex cannot reach its model provider and would wait forever: {_one_line(said)}"
+    return None
+
+
 def _limited_or_error(message: str) -> BrainError:
     lowered = message.lower()
     if "rate limit" in lowered or "usage limit" in lowered or " 429" in lowered:
@@ -656,19 +723,62 @@ def _aider_args(role: str, model: str | None, _resume: str | None, extra: Sequen
         "--yes-always",  # stdin is empty: every confirmation must be answered by a flag
         "--no-check-update", "--no-show-release-notes", "--no-analytics", "--no-show-model-warnings",
         "--no-gitignore",  # do not add .aider* to the workspace's .gitignore
-        "--no-auto-commits",  # the operator's branch is not crewctl's to commit to
+        # The operator's branch is not crewctl's to commit to: neither aider's edits nor the
+        # "dirty" files it would commit before editing them (aider 0.86.2 does that even
+        # with --no-auto-commits unless told --no-dirty-commits).
+        "--no-auto-commits", "--no-dirty-commits",
+        # The repo map writes its tags cache (.aider.tags.cache.v4/) into the workspace root,
+        # with no flag to move it; that directory then travels into every snapshot. 0 turns
+        # the map (and the cache) off.
+        "--map-tokens", "0",
         "--input-history-file", os.devnull, "--chat-history-file", os.devnull,
     ]
     if role == "verifier":
         # ask mode answers questions without editing; --dry-run refuses to write files even if
-        # asked; no lint/test runs, no shell-command suggestions, no URL fetching. aider itself
-        # has no network switch beyond --no-detect-urls, and it may still write its repo-map
-        # cache (.aider.tags.cache.*) into the snapshot.
-        args += ["--chat-mode", "ask", "--dry-run", "--no-auto-lint", "--no-auto-test",
+        # asked; no lint/test runs, no shell-command suggestions, no URL fetching. --no-git: in
+        # a snapshot (a plain copy) aider 0.86.2 would `git init` it and then see 0 files; the
+        # snapshot's files are given to it read-only instead (`_aider_context`). aider itself
+        # has no network switch beyond --no-detect-urls.
+        args += ["--chat-mode", "ask", "--dry-run", "--no-git", "--no-auto-lint", "--no-auto-test",
                  "--no-suggest-shell-commands", "--no-detect-urls"]
     args += _model_flag("--model", model)
     args += list(extra)
     return args + ["--message-file", prompt_file or PROMPT_FILE_PLACEHOLDER]
+
+
+# The verifier's snapshot, shown to aider as read-only chat files (--read), since with --no-git
+# it sees no file it is not given. Bounded: a snapshot past these caps is shown in part, in
+# sorted order, and the rest is named in none of aider's arguments (aider's own limit is the
+# model's context window, which a whole repository would overflow anyway).
+AIDER_READ_FILES = 200
+AIDER_READ_BYTES = 512 * 1024
+SNAPSHOT_FILES_PLACEHOLDER = "<snapshot files>"
+
+
+def _aider_context(role: str, workdir: str | None) -> list[str]:
+    if role != "verifier":
+        return []
+    if workdir is None:
+        return ["--read", SNAPSHOT_FILES_PLACEHOLDER]
+    args: list[str] = []
+    total = 0
+    for root, dirs, files in os.walk(workdir):
+        dirs[:] = sorted(d for d in dirs if d != ".git" and not d.startswith(".aider"))
+        for name in sorted(files):
+            if name.startswith(".aider"):
+                continue
+            path = os.path.join(root, name)
+            try:
+                size = os.lstat(path).st_size
+            except OSError:
+                continue
+            if not os.path.isfile(path) or os.path.islink(path):
+                continue
+            if len(args) // 2 >= AIDER_READ_FILES or total + size > AIDER_READ_BYTES:
+                return args
+            total += size
+            args += ["--read", os.path.relpath(path, workdir)]
+    return args
 
 
 _AIDER_TOKENS = re.compile(
@@ -821,6 +931,7 @@ PRESETS: dict[str, Preset] = {
             build_args=_codex_args,
             parse=_codex_parse,
             failure=_codex_failure,
+            watch=_codex_watch,
         ),
         Preset(
             name="gemini",
@@ -866,11 +977,18 @@ PRESETS: dict[str, Preset] = {
             resumes=False,
             parses="plain stdout (no JSON): reply is stdout minus banner and usage lines; tokens from "
             "'Tokens: … sent, … received.' (rounded), cost from 'Cost: … session.'; no session id",
-            verifier_isolation="--chat-mode ask --dry-run, no lint/test/shell suggestions/URL fetching; "
-            "aider has no network switch and may write its repo-map cache",
+            verifier_isolation="--chat-mode ask --dry-run --no-git (the snapshot's files given as --read), "
+            "no repo map or its cache, no lint/test/shell suggestions/URL fetching; aider has no network switch",
             build_args=_aider_args,
             parse=_aider_parse,
             failure=_no_failure,
+            # TERM=dumb (every preset's default) makes aider 0.86.2 print "Detected dumb
+            # terminal, disabling fancy input and pretty output." into every reply; with stdout
+            # a pipe and --no-pretty it prints no escape codes under any other TERM. Its rich
+            # console wraps at COLUMNS (80 when unset), which split a READY/VERIFY JSON line:
+            # wider than the longest marker body, no line a marker can hold is wrapped.
+            env={"TERM": "xterm", "COLUMNS": str(markers.BODY_LIMIT + 1024)},
+            context_args=_aider_context,
         ),
         Preset(
             name="llm",
@@ -943,6 +1061,7 @@ def invocation(
     resume_ref: str | None = None,
     settings: PresetSettings | None = None,
     prompt_file: str | None = None,
+    workdir: str | None = None,
 ) -> Invocation:
     """The command line of one turn. A verifier (or reflector) turn never resumes, whatever `resume_ref` is."""
     if role not in ROLES:
@@ -953,6 +1072,8 @@ def invocation(
     resume = None if role == "verifier" or not preset.resumes else (resume_ref or None)
     extra = settings.verifier_args if role == "verifier" else settings.args
     base = list(settings.command or preset.command)
+    if preset.context_args is not None:
+        extra = [*preset.context_args(role, workdir), *extra]
     argv = base + preset.build_args(role, model or settings.model, resume, extra, prompt_file)
     env = dict(_QUIET_ENV)
     env.update(preset.env)
@@ -987,6 +1108,7 @@ class PresetBrain:
             resume_ref=request.resume_ref,
             settings=self.settings,
             prompt_file=prompt_file,
+            workdir=request.workdir,
         )
 
     def run(self, request: TurnRequest) -> TurnReply:
@@ -1004,10 +1126,11 @@ class PresetBrain:
                 with open(path, "w", encoding="utf-8") as f:
                     f.write(request.prompt)
                 call = self.invocation(request, prompt_file=path)
-                result = run_process(call.argv, request, stdin=b"", extra_env=call.env)
+                result = run_process(call.argv, request, stdin=b"", extra_env=call.env, watch=self.preset.watch)
         else:
             call = probe
-            result = run_process(call.argv, request, stdin=request.prompt.encode("utf-8"), extra_env=call.env)
+            result = run_process(call.argv, request, stdin=request.prompt.encode("utf-8"), extra_env=call.env,
+                                 watch=self.preset.watch)
         return self.reply(result, call, request)
 
     def reply(self, result: ProcessResult, call: Invocation, request: TurnRequest) -> TurnReply:

@@ -82,7 +82,30 @@ def seed_home(kind: str | None, source_home: str | None, round_home: str) -> lis
             shutil.copyfile(src, dst)
             os.chmod(dst, 0o600)
             copied.append(rel)
+    if kind == "codex":
+        copied += _seed_codex_provider(source_home, round_home)
     return copied
+
+
+def _seed_codex_provider(source_home: str, round_home: str) -> list[str]:
+    """codex chooses its provider in config.toml: only those entries go into the fresh HOME
+    (brains.presets.codex_provider_config says which), so the verifier reaches the model the
+    operator configured, not codex's default."""
+    from ..brains.presets import codex_provider_config
+
+    codex_home = os.environ.get("CODEX_HOME") or os.path.join(source_home, ".codex")
+    try:
+        with open(os.path.join(codex_home, "config.toml"), encoding="utf-8") as f:
+            text = codex_provider_config(f.read())
+    except OSError:
+        return []
+    if text is None:
+        return []
+    dst = os.path.join(round_home, ".codex", "config.toml")
+    os.makedirs(os.path.dirname(dst), mode=0o700, exist_ok=True)
+    with open(dst, "w", encoding="utf-8") as f:
+        f.write(text)
+    return [".codex/config.toml"]
 
 
 def agent_env(

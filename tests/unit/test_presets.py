@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from crewctl.goal import markers
+
 from crewctl.brains import resolve
 from crewctl.brains.base import TurnRequest, Usage
 from crewctl.brains.presets import PRESETS, PresetBrain, invocation, preset_brain, preset_settings
@@ -145,7 +147,14 @@ def test_opencode_verifier_gets_a_permission_table_that_denies_edit_shell_and_ne
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_turn_asks_for_plain_output(name):
     env = invocation(PRESETS[name], "lead").env
-    assert env["NO_COLOR"] == "1" and env["TERM"] == "dumb"
+    assert env["NO_COLOR"] == "1"
+    # aider prints a "Detected dumb terminal" banner into every reply under TERM=dumb; with
+    # --no-pretty and stdout a pipe it prints no escape codes under another TERM.
+    assert env["TERM"] == ("xterm" if name == "aider" else "dumb")
+
+
+def test_aider_console_is_wider_than_any_marker_line():
+    assert int(invocation(PRESETS["aider"], "lead").env["COLUMNS"]) > markers.BODY_LIMIT
 
 
 MODEL_FLAG = {"claude": "--model", "codex": "-m", "gemini": "--model", "opencode": "--model", "aider": "--model", "llm": "--model"}

@@ -1,0 +1,170 @@
+"""A Responses API endpoint on loopback, translated onto a real Chat Completions server.
+
+codex 0.171 speaks only the OpenAI Responses API (`POST /v1/responses`, streamed); its config
+refuses `wire_api = "chat"` ("no longer supported"). The local model server the tests use
+(llama-cpp-python) answers `/v1/chat/completions` and 404s `/v1/responses`. This shim is a
+stand-in for that one endpoint, not for codex and not for the model: the real codex binary
+sends its real requests here, each is turned into one chat completion on the real server,
+and the real model's text and the server's own token counts come back as Responses events.
+
+What it does not translate, honestly: tools (codex offers exec_command, apply_patch, ...; the
+tiny model is given none, so it can only answer in text) and reasoning settings. Tool-call
+items in the input (none arrive when no tool is offered) are passed on as plain text.
+
+    with ResponsesShim("http://127.0.0.1:8089/v1", max_tokens=48) as shim:
+        ...  # codex with model_providers.local.base_url = shim.base_url, wire_api = "responses"
+        shim.exchanges[0]["usage"]  # what the real server reported for the first request
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from .http import LoopbackServer, RecordedRequest, Reply
+
+__all__ = ["ResponsesShim", "chat_messages"]
+
+
+class ResponsesShim:
+    """Serves `{path}/responses` (and forwards `{path}/models`) in front of `upstream`."""
+
+    def __init__(self, upstream: str, *, model: str | None = None, max_tokens: int | None = None,
+                 temperature: float | None = 0.0) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.path = urlsplit(self.upstream).path.rstrip("/")
+        self.model = model
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.exchanges: list[dict[str, Any]] = []  # {"request", "chat", "status", "usage", "text"}
+        self.in_flight = 0
+        self._lock = threading.Lock()
+        self.server = LoopbackServer()
+
+    def __enter__(self) -> "ResponsesShim":
+        self.server.start()
+        self.server.route("POST", f"{self.path}/responses", self._responses)
+        self.server.route("GET", f"{self.path}/models", self._models)
+        # Chat completions pass straight through (aider's way in), recorded the same way.
+        self.server.route("POST", f"{self.path}/chat/completions", self._chat)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.close()
+
+    @property
+    def base_url(self) -> str:
+        return self.server.url + self.path
+
+    def idle(self) -> bool:
+        with self._lock:
+            return self.in_flight == 0
+
+    def _models(self, _request: RecordedRequest) -> Reply:
+        upstream = httpx.get(f"{self.upstream}/models", timeout=30)
+        return Reply(status=upstream.status_code, headers={"Content-Type": "application/json"}, body=upstream.content)
+
+    def _chat(self, request: RecordedRequest) -> Reply:
+        with self._lock:
+            self.in_flight += 1
+        try:
+            upstream = httpx.post(f"{self.upstream}/chat/completions", content=request.body,
+                                  headers={"content-type": "application/json"}, timeout=600)
+            exchange: dict[str, Any] = {"request": request.json(), "chat": request.json(), "status": upstream.status_code,
+                                        "usage": None, "text": None}
+            if upstream.status_code == 200 and upstream.headers.get("content-type", "").startswith("application/json"):
+                data = upstream.json()
+                exchange.update(usage=data.get("usage"), text=data["choices"][0]["message"].get("content"))
+            with self._lock:
+                self.exchanges.append(exchange)
+            return Reply(status=upstream.status_code, headers={"Content-Type": upstream.headers.get("content-type", "application/json")},
+                         body=upstream.content)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _responses(self, request: RecordedRequest) -> Reply:
+        with self._lock:
+            self.in_flight += 1
+        try:
+            return self._translate(request)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _translate(self, request: RecordedRequest) -> Reply:
+        body = request.json()
+        chat: dict[str, Any] = {"model": self.model or body.get("model"), "messages": chat_messages(body), "stream": False}
+        if self.max_tokens is not None:
+            chat["max_tokens"] = self.max_tokens
+        if self.temperature is not None:
+            chat["temperature"] = self.temperature
+        upstream = httpx.post(f"{self.upstream}/chat/completions", json=chat, timeout=600)
+        exchange: dict[str, Any] = {"request": body, "chat": chat, "status": upstream.status_code, "usage": None, "text": None}
+        if upstream.status_code != 200:
+            with self._lock:
+                self.exchanges.append(exchange)
+            # The server's own error, with its status: codex reports it in its own words.
+            return Reply(status=upstream.status_code, headers={"Content-Type": "application/json"}, body=upstream.content)
+        data = upstream.json()
+        text = data["choices"][0]["message"].get("content") or ""
+        usage = data.get("usage") or {}
+        exchange.update(usage=usage, text=text)
+        with self._lock:
+            self.exchanges.append(exchange)
+        return Reply.sse(_events(text, usage), headers={"Cache-Control": "no-cache"})
+
+
+def chat_messages(body: dict[str, Any]) -> list[dict[str, str]]:
+    """The Responses request's instructions and input as chat messages, in order."""
+    messages: list[dict[str, str]] = []
+    if isinstance(body.get("instructions"), str) and body["instructions"]:
+        messages.append({"role": "system", "content": body["instructions"]})
+    items = body.get("input")
+    if isinstance(items, str):
+        items = [{"type": "message", "role": "user", "content": items}]
+    for item in items or ():
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type", "message")
+        if kind == "message":
+            role = {"developer": "system"}.get(item.get("role"), item.get("role") or "user")
+            content = item.get("content")
+            if isinstance(content, list):
+                content = "".join(p.get("text") or "" for p in content if isinstance(p, dict))
+            if content:
+                messages.append({"role": role, "content": str(content)})
+        elif kind in ("function_call", "custom_tool_call", "local_shell_call"):
+            messages.append({"role": "assistant", "content": json.dumps(item)})
+        elif kind in ("function_call_output", "custom_tool_call_output"):
+            messages.append({"role": "user", "content": str(item.get("output"))})
+    return messages
+
+
+def _events(text: str, usage: dict[str, Any]) -> list[tuple[str, str]]:
+    rid = f"resp_{uuid.uuid4().hex}"
+    mid = f"msg_{uuid.uuid4().hex}"
+    message = {"type": "message", "id": mid, "role": "assistant", "status": "completed",
+               "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    responses_usage = {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": prompt + completion,
+    }
+    events = [
+        {"type": "response.created", "response": {"id": rid, "status": "in_progress"}},
+        {"type": "response.output_item.added", "output_index": 0, "item": {**message, "status": "in_progress", "content": []}},
+        {"type": "response.output_text.delta", "output_index": 0, "content_index": 0, "item_id": mid, "delta": text},
+        {"type": "response.output_item.done", "output_index": 0, "item": message},
+        {"type": "response.completed", "response": {"id": rid, "status": "completed", "output": [message], "usage": responses_usage}},
+    ]
+    return [(e["type"], json.dumps(e)) for e in events]
