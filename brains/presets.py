@@ -56,7 +56,9 @@ Config
 
 Flags were checked against the tools' own `--help` (claude 2.1.197, codex-cli 0.169.0,
 gemini 0.61.0, opencode 1.18.33, aider 0.86.2, llm 0.36) and their docs; see
-tests/data/recordings/README.md for where each recorded output came from.
+tests/data/recordings/README.md for where each recorded output came from. Proven by real runs
+against the local model (tests/e2e/test_real_aider_codex.py): aider 0.86.2 as lead and
+verifier; codex-cli 0.171.0 as lead (resumed) and verifier, through a Responses shim.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from crewctl.testing.responses import ResponsesShim
 
 pytestmark = pytest.mark.llm
 
-CACHE = os.path.expanduser("~/.cache/crewctl-tools")
+CACHE = os.environ.get("CREWCTL_TOOLS_CACHE") or os.path.expanduser("~/.cache/crewctl-tools")  # as .ci/run
 
 
 def _tool(env: str, *candidates: str) -> str | None:
