@@ -351,7 +351,7 @@ def start_dispatcher(ctx, broker, opts) -> Dispatcher:
     The in-process hosts connect to the broker's `local` endpoint (inproc://, in the
     broker's own ZeroMQ context): nothing outside this process can reach it, so they need
     no key, and no other host can pass for them."""
-    from ..transport.host import AgentHost, HostSettings
+    from .agent_host import AgentHost, HostSettings
 
     core = _Core(
         send=lambda peer, msg: broker.send(peer.endpoint, peer.identity, msg),

@@ -52,7 +52,7 @@ from crewctl.goal import events as ev
 from crewctl.goal.effects import DispatchStep
 from crewctl.transport import keys, protocol
 from crewctl.transport.broker import Broker, Endpoint
-from crewctl.transport.host import AgentHost, HostSettings
+from crewctl.actors.agent_host import AgentHost, HostSettings
 from crewctl.transport.scheduler import in_process_name
 
 PROMPT = "## Your step: s1: write the thing\n" + "context line for the worker\n" * 40  # ~1.2 KB

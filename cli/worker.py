@@ -61,7 +61,7 @@ def worker_command(endpoint, name, lanes, spec, concurrency, key_file, server_ke
     from ..config import load_config
     from ..transport import keys, protocol
     from ..transport.control import read_daemon_info
-    from ..transport.host import AgentHost, HostSettings, dial_endpoint
+    from ..actors.agent_host import AgentHost, HostSettings, dial_endpoint
 
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,

@@ -33,7 +33,7 @@ from crewctl.testing.hosts import RawPeer
 from crewctl.transport import keys
 from crewctl.transport.broker import Broker, Endpoint
 from crewctl.transport.codec import message
-from crewctl.transport.host import AgentHost, HostSettings, changed_files, snapshot_tree
+from crewctl.actors.agent_host import AgentHost, HostSettings, changed_files, snapshot_tree
 
 HB = 0.1
 

@@ -47,9 +47,9 @@ from .. import brains
 from ..brains import TurnRequest
 from ..exceptions import BrainConfigError, BrainError, ConfigError, ProtocolError, turn_failure_kind
 from ..sandbox import brain_kind
-from . import protocol
-from .wake import WakePipe
-from .codec import MAX_FRAME, message, pack, unpack
+from ..transport import protocol
+from ..transport.wake import WakePipe
+from ..transport.codec import MAX_FRAME, message, pack, unpack
 
 __all__ = ["AgentHost", "HostSettings", "changed_files", "dial_endpoint", "snapshot_tree"]
 
