@@ -82,6 +82,17 @@ def corrective_lead_prompt(state: GoalState, errors: list[tuple[str, int, str]])
 
 def verifier_prompt(state: GoalState) -> str:
     """Objective, locked criteria and the READY summary as unverified claims. Nothing else."""
+    return _verifier_parts(state, [verifier.INSTRUCTIONS])
+
+
+def corrective_verifier_prompt(state: GoalState, reason: str) -> str:
+    """The verifier's second chance stands alone: it runs as a fresh session that never saw
+    the reply being corrected, so it gets the whole verify prompt again, told why the
+    earlier reply (another session's, not its own) counted for nothing."""
+    return _verifier_parts(state, [verifier.CORRECTIVE.format(reason=collapse(reason, 300)), verifier.INSTRUCTIONS])
+
+
+def _verifier_parts(state: GoalState, tail: list[str]) -> str:
     claims = state.ready_summary or "(no summary)"
     if state.ready_evidence:
         claims += "\n\nEvidence the lead cites:\n" + "\n".join(f"- {e}" for e in state.ready_evidence)
@@ -90,20 +101,9 @@ def verifier_prompt(state: GoalState) -> str:
         _objective(state),
         _criteria(state, for_lead=False),
         verifier.CLAIMS_HEADER + "\n" + quote(claims),
-        verifier.INSTRUCTIONS,
+        *tail,
     ]
     return "\n\n".join(parts).rstrip() + "\n"
-
-
-def corrective_verifier_prompt(state: GoalState, reason: str) -> str:
-    return (
-        verifier.CORRECTIVE.format(reason=collapse(reason, 300))
-        + "\n\n"
-        + _criteria(state, for_lead=False)
-        + "\n\n"
-        + verifier.INSTRUCTIONS
-        + "\n"
-    )
 
 
 def worker_prompt(state: GoalState, step: Step) -> str:

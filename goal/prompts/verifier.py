@@ -21,5 +21,7 @@ CREW_VERIFY_BEGIN
 CREW_VERIFY_END
 ~~~~"""
 
-CORRECTIVE = """Your last reply had no valid VERIFY block ({reason}), so it counted for nothing. \
-Reply again with exactly one valid VERIFY block."""
+CORRECTIVE = """## Why you are asked
+An earlier verifier session (not you: you have no history) replied to this same request \
+with no valid VERIFY block ({reason}), so its reply counted for nothing. Judge the criteria \
+yourself and reply with exactly one valid VERIFY block."""

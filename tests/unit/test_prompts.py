@@ -15,7 +15,7 @@ import pytest
 
 from crewctl.goal import events as ev
 from crewctl.goal import markers, prompts
-from crewctl.goal.effects import RunLeadTurn, StartRound
+from crewctl.goal.effects import RunLeadTurn, RunVerifierTurn, StartRound
 from crewctl.goal.model import Budget, ClarifyRound, Criterion, Question, Report, Steer, Step
 from crewctl.goal.prompts import lead, verifier
 from crewctl.testing.phases import Drive, block, ready, verify
@@ -280,3 +280,25 @@ def test_the_verifier_prompt_is_the_same_whatever_the_lead_said_before_ready():
         return start.prompt
 
     assert verifier_prompt_after([]) == verifier_prompt_after(["thinking " * 500, "more", block("plan", "{bad")])
+
+
+def test_the_corrective_verifier_prompt_stands_alone_for_a_session_that_never_saw_the_bad_reply():
+    # The corrective verifier turn is a fresh session: told only "your last reply was
+    # invalid" it would know neither the objective nor what the lead claimed.
+    g = Drive.new(FIVE)
+    g.lead(ready("SUMMARY-the budgets work", evidence=["EVIDENCE-pytest: 40 passed"]))
+    [start] = g.effects(StartRound)
+    g.verifier("I looked around and everything seems fine")  # no VERIFY block
+    [corrective] = g.effects(RunVerifierTurn)
+    prompt = corrective.prompt
+
+    assert "make the tests pass" in prompt
+    for cid, text, _ in FIVE:
+        assert f"- {cid}: {text}" in prompt
+    claims = prompt.split(verifier.CLAIMS_HEADER + "\n", 1)[1]
+    assert "SUMMARY-the budgets work" in claims and "EVIDENCE-pytest: 40 passed" in claims
+    assert "no VERIFY block" in prompt and "not you" in prompt
+    # The first verify prompt, whole, with only the explanation added before the verdict rules.
+    assert prompt.replace(verifier.CORRECTIVE.format(reason="no VERIFY block") + "\n\n", "") == start.prompt
+    # The invalid reply itself is never shown to the next session.
+    assert "everything seems fine" not in prompt
