@@ -101,10 +101,10 @@ def _shown_commands() -> dict[tuple[str, ...], set[str]]:
 
 
 def _help(path: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exit:
+    with pytest.raises(SystemExit) as exited:
         main([*path, "--help"])
     out = capsys.readouterr()
-    return exit.value.code, out.out + out.err
+    return exited.value.code, out.out + out.err
 
 
 def test_the_contracts_cli_section_shows_commands_at_all():
