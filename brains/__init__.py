@@ -1,7 +1,7 @@
 """Brains: what turns a prompt into a reply.
 
     scripted:FILE            deterministic replies per role (tests, the demo)
-    exec:COMMAND             any command: prompt on stdin, reply on stdout (DESIGN.md contract)
+    exec:COMMAND             any command: prompt on stdin, reply on stdout (docs/contracts.md)
     openai:MODEL[@BASE_URL]  any OpenAI-compatible Chat Completions server
     anthropic:MODEL          the Anthropic Messages API
     claude | codex | gemini | opencode | aider | llm [:MODEL]

@@ -1,4 +1,4 @@
-"""`exec:COMMAND`: any command is a brain (contract in DESIGN.md).
+"""`exec:COMMAND`: any command is a brain (contract in docs/contracts.md).
 
 The command runs through the shell in the role's working directory; the prompt arrives on
 stdin; stdout is the reply; a non-zero exit is a failed turn. The command may write its

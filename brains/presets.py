@@ -93,7 +93,7 @@ __all__ = [
 ]
 
 ROLES = ("lead", "worker", "verifier", "reflector")
-# The reflector (one turn after sign-off, DESIGN.md "Durable outputs") runs as the verifier
+# The reflector (one turn after sign-off, docs/contracts.md, "Durable outputs") runs as the verifier
 # does: read-only where the tool allows, never resumed.
 _AS_VERIFIER = frozenset({"verifier", "reflector"})
 # Placeholders `brains show` prints where a real turn has a value.

@@ -19,7 +19,7 @@ __all__ = [
     "hook_due",
 ]
 
-# Statuses in which nothing moves until the operator acts (DESIGN.md, `goal wait`).
+# Statuses in which nothing moves until the operator acts (docs/contracts.md, `goal wait`).
 ATTENTION = frozenset({"awaiting_input", "awaiting_approval", "awaiting_signoff", "blocked", "budget_limited", "failed"})
 # What `goal wait --for done` waits for.
 FINISHED = frozenset({"done", "cancelled"})

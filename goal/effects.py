@@ -118,7 +118,7 @@ class Release:
     """The goal reached a terminal status: stop its actors."""
 
 
-# -- durable outputs (DESIGN.md, "Durable outputs") ----------------------------------------
+# -- durable outputs (docs/contracts.md, "Durable outputs") --------------------------------
 
 
 @dataclass(frozen=True)

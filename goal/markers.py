@@ -4,7 +4,7 @@
     {"criteria": [{"text": "pytest passes", "verify": {"run": "pytest -q"}}]}
     CREW_LOCK_END
 
-The grammar is a contract (DESIGN.md, "Markers"): users' scripts and tests outside the
+The grammar is a contract (docs/contracts.md, "Markers"): users' scripts and tests outside the
 project rely on it. `extract` is the only parser; `quote` and `collapse` are how text
 from agents and operators is made safe to put into the next prompt.
 
@@ -476,7 +476,7 @@ def _verify_results(body: dict[str, Any]) -> dict[str, Any]:
     return {"results": results}
 
 
-# REFLECT (DESIGN.md, "Durable outputs"): what a finished goal leaves for the next one.
+# REFLECT (docs/contracts.md, "Durable outputs"): what a finished goal leaves for the next one.
 # A skill's name becomes a directory and an Agent Skills `name`; its body is Markdown that
 # never reaches a prompt, so it keeps its lines and loses only control characters.
 MEMORY_KINDS = ("fact", "preference", "strategy")

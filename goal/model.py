@@ -183,7 +183,7 @@ class Spend:
 
 @dataclass(frozen=True)
 class Envelope:
-    """The PR envelope of the passed gate round `round` (DESIGN.md, "Durable outputs")."""
+    """The PR envelope of the passed gate round `round` (docs/contracts.md, "Durable outputs")."""
 
     round: int
     status: str = "pending"  # ENVELOPE_STATUSES
@@ -263,7 +263,7 @@ class GoalState:
 
     protect: Protect = Protect()
     baseline: tuple[tuple[str, str, str], ...] = ()  # (rule, path, content hash), sorted; its own table
-    # What a finished goal leaves behind (DESIGN.md, "Durable outputs").
+    # What a finished goal leaves behind (docs/contracts.md, "Durable outputs").
     base_commit: str | None = None  # the workspace's git HEAD when the goal was created
     base_branch: str | None = None  # the branch checked out then, if any
     briefing: str | None = None  # memory and skills for the first lead prompt only

@@ -4,7 +4,7 @@ Pure: no I/O, no threads, no clock reads (`now` is passed in). The goal supervis
 persists `Transition.state` and `Transition.records` in one transaction, then performs
 `Transition.effects`. A command the goal's rules refuse raises `Refused` and changes nothing.
 
-Who may move what (DESIGN.md):
+Who may move what (docs/contracts.md, "Goal status"):
 - only the verifier's VERIFY for the current round and revision moves `verifying`;
 - the lead may CLARIFY, LOCK (scoping), PLAN, READY (running, awaiting_signoff), BLOCKED;
 - workers move nothing; the operator answers, edits, steers, pauses, resumes, cancels,

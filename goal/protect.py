@@ -1,7 +1,7 @@
 """Protected paths: the files a goal's check commands rely on, and whether a round still has them.
 
 A check command is only as honest as the files it runs. At LOCK (or at creation with
-criteria) the supervisor records a **baseline** (DESIGN.md, "Protected paths", a contract):
+criteria) the supervisor records a **baseline** (docs/contracts.md, "Protected paths"):
 
 - **pinned**: files that exist at lock time and match the goal's protect patterns (by
   default, when some criterion has a check command: everything under `tests/` or `test/`,

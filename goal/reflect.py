@@ -1,7 +1,7 @@
 """The reflection after sign-off: its digest, its one REFLECT block, and its rules.
 
 When the operator signs a goal off, the goal is `done` and stays done whatever happens
-here. Then (DESIGN.md, "Durable outputs"):
+here. Then (docs/contracts.md, "Durable outputs"):
 
 1. `PrepareReflection`: the shell reads the goal's timeline and calls `digest_prompt`,
    a bounded summary of the run, and reports it back as `ReflectionStarted`;

@@ -3,7 +3,7 @@
 The CLI runs `request(op, args)` before it sends anything, and the daemon runs it again on
 every request it receives (any program that reads daemon.json can send one), so a value
 that would break a prompt, a timer, the msgpack codec or a JSON reader is refused at the
-door with one line, and nothing behind the door has to wonder. The rules (DESIGN.md, CLI):
+door with one line, and nothing behind the door has to wonder. The rules (docs/contracts.md, "CLI"):
 
 - numbers are finite and bounded: a budget of inf, nan or 10**30 is a usage error;
 - text is UTF-8: a string that cannot be encoded (a non-UTF-8 byte that reached argv as a

@@ -94,7 +94,7 @@ def goal_view(s: GoalState, *, started_at: str | None = None, since: str | None 
         "retry_at": s.retry_at,
         "resume_at": s.resume_at,
         "last_error": s.last_error,
-        # Durable outputs (DESIGN.md): what the passed gate hands over and what was learned.
+        # Durable outputs (docs/contracts.md): what the passed gate hands over and what was learned.
         "base_commit": s.base_commit,
         "base_branch": s.base_branch,
         "envelope": envelope_view(s),

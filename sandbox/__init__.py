@@ -1,4 +1,4 @@
-"""The sandbox every agent turn and every check command runs in (DESIGN: "The crew is sealed").
+"""The sandbox every agent turn and every check command runs in (docs/contracts.md, "The sandbox").
 
 One package owns what an agent can see and do on the operator's machine:
 

@@ -1,6 +1,6 @@
 """Sandbox: the supervisor's sandbox settings, and the policy each role gets from them.
 
-What each role sees (DESIGN: "The crew is sealed"):
+What each role sees (docs/contracts.md, "The sandbox"):
 
     every role     root read-only; $CREWCTL_HOME and the config file masked (the store,
                    the control socket, keys and API keys in the config are not there); its

@@ -1,4 +1,4 @@
-"""The marker grammar (DESIGN.md, "Markers (contract)"), rule by rule, each with a case
+"""The marker grammar (docs/contracts.md, "Markers"), rule by rule, each with a case
 that is live and one that is not, then the payload schemas, then properties."""
 
 from __future__ import annotations
