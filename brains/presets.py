@@ -795,7 +795,7 @@ _AIDER_CHROME = re.compile(
     r"|(Main |Weak |Editor )?[Mm]odel: "
     r"|Git repo: |Repo-map: |Tokens: |Cost: \$"
     r"|Update git (name|email) with: "
-    r"|Added .+ to the chat\.?$"
+    r"|Added .+ to the chat( \(read-only\))?\.?$"  # the verifier's --read files say read-only
     r"|HTTPSConnectionPool\(host='raw\.githubusercontent\.com'"  # litellm's price-list fetch, offline
     r")"
 )

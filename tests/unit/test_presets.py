@@ -604,3 +604,44 @@ def test_tool_not_on_path_is_a_brain_config_error_that_says_how_to_fix_it(tmp_pa
     message = str(caught.value)
     assert message.startswith(f"{PRESETS[name].command[0]} not found on PATH; install ")
     assert f"or override [presets.{name}] command" in message
+
+
+def test_codex_watch_stops_the_endless_reconnect_loop_in_codexs_own_words():
+    from crewctl.brains.presets import _codex_watch
+
+    said = _codex_watch(recording("codex/exec_json_offline_waiting_for_network_0.171.jsonl"))
+    assert said is not None and "Reconnecting... waiting for network (Connection failed" in said
+    assert _codex_watch(recording("codex/exec_json_local_model_via_responses_shim_0.171.jsonl")) is None
+
+
+def test_codex_verifier_home_gets_the_provider_entries_of_config_toml_and_nothing_else():
+    import tomllib
+
+    from crewctl.brains.presets import codex_provider_config
+
+    text = codex_provider_config(
+        'model = "m"\nmodel_provider = "local"\n[model_providers.local]\nbase_url = "http://127.0.0.1:1/v1"\n'
+        'wire_api = "responses"\n[history]\npersistence = "save-all"\n[mcp_servers.w]\ncommand = "touch"\n'
+    )
+    assert tomllib.loads(text) == {"model": "m", "model_provider": "local",
+                                   "model_providers": {"local": {"base_url": "http://127.0.0.1:1/v1", "wire_api": "responses"}}}
+    assert codex_provider_config('[history]\npersistence = "none"\n') is None
+
+
+def test_aider_verifier_reply_keeps_a_ready_line_whole():
+    reply = parse("aider", recording("aider/message_stdout_verifier_no_git_read_0.86.2.txt"))
+    assert '{"summary": "I said hello to the operator and wrote nothing else into the workspace, which is a long line"}' in reply.text
+    assert "Added hello.py" not in reply.text and reply.usage.input_tokens == 206 and reply.usage.output_tokens == 53
+
+
+def test_aider_verifier_is_given_the_snapshot_files_read_only(tmp_path):
+    (tmp_path / "b.py").write_text("x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.txt").write_text("y")
+    (tmp_path / ".aider.tags.cache.v4").mkdir()
+    (tmp_path / ".aider.tags.cache.v4" / "c").write_text("z")
+    line = invocation(PRESETS["aider"], "verifier", workdir=str(tmp_path), prompt_file="/tmp/p.md").argv
+    assert "--no-git" in line
+    reads = [line[i + 1] for i, a in enumerate(line) if a == "--read"]
+    assert reads == ["b.py", os.path.join("sub", "a.txt")]
+    assert "--read" not in invocation(PRESETS["aider"], "lead", workdir=str(tmp_path)).argv
