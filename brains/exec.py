@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -191,7 +192,8 @@ def run_process(
         except OSError as exc:
             raise BrainError(f"cannot start {_name(command)}: {exc}") from None
         if done.killed == "timeout":
-            raise BrainError(f"{_name(command)} timed out after {timeout:g}s")
+            said = _last_words(done)
+            raise BrainError(f"{_name(command)} timed out after {timeout:g}s" + (f"; its last words: {said}" if said else ""))
         if done.killed and done.killed.startswith("watch:"):
             # The tool said something that means it will never finish (codex's endless
             # reconnect loop): its own words, at once, not a timeout later.
@@ -211,6 +213,22 @@ def run_process(
             seconds=done.seconds,
             pid=done.pid,
         )
+
+
+_LAST_WORDS = 300
+_STACK_FRAME = re.compile(r'(at \S|File "|Traceback \(most recent call last\))')  # JS and Python traces
+
+
+def _last_words(done: Bounded) -> str:
+    """What a killed tool said last (stderr first, else the end of stdout), on one capped
+    line: a timeout that says "Retrying with backoff... fetch failed" tells the operator
+    which of their settings is wrong; "timed out" alone does not."""
+    for raw in (done.stderr_tail, done.stdout[-4096:].decode("utf-8", "replace")):
+        lines = [" ".join(line.split()) for line in raw.splitlines()]
+        lines = [line for line in lines if line and not _STACK_FRAME.match(line)]
+        if lines:
+            return " / ".join(lines[-3:])[-_LAST_WORDS:]
+    return ""
 
 
 def check_exit(result: ProcessResult, command: str | Sequence[str]) -> None:
