@@ -607,7 +607,7 @@ def test_tool_not_on_path_is_a_brain_config_error_that_says_how_to_fix_it(tmp_pa
 
 
 def test_codex_watch_stops_the_endless_reconnect_loop_in_codexs_own_words():
-    from crewctl.brains.presets import _codex_watch
+    from crewctl.brains.presets.codex import _codex_watch
 
     said = _codex_watch(recording("codex/exec_json_offline_waiting_for_network_0.171.jsonl"))
     assert said is not None and "Reconnecting... waiting for network (Connection failed" in said
