@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from ...exceptions import BrainError, UsageLimited
+from ...exceptions import BrainConfigError, BrainError, UsageLimited
 from ..base import TurnReply, Usage
 from ._base import _cost, _count, _json_object, _model_flag, _one_line, Preset
 
@@ -97,8 +97,24 @@ def _claude_error(data: dict) -> BrainError | None:
             return UsageLimited(f"claude: usage limit reached (resets at epoch {limit.group(1)})", resets_at=float(limit.group(1)))
         if "usage limit" in said.lower() or "rate limit" in said.lower():
             return UsageLimited(f"claude reported: {_one_line(said)}")
+        status = data.get("api_error_status")
+        if _CLAUDE_LOGIN.search(said) or status in (401, 403):
+            # A retry cannot log claude in: the goal must stop and say so, not back off.
+            return BrainConfigError(f"claude is not logged in or its key was refused: {_one_line(said)}")
+        if status == 404:
+            # claude 2.1.197 words a 404 from its API as "an issue with the selected model",
+            # also when ANTHROPIC_BASE_URL names a server without Anthropic's /v1/messages.
+            return BrainConfigError(
+                "claude's API answered 404: the model does not exist there, or ANTHROPIC_BASE_URL "
+                f"names a server without Anthropic's Messages API (/v1/messages); claude said: {_one_line(said)}"
+            )
         return BrainError(f"claude reported an error: {_one_line(said)}")
     return None
+
+
+# claude 2.1.197 with no login and no ANTHROPIC_API_KEY: "Not logged in · Please run /login";
+# with a key the API refuses: "Invalid API key · Please run /login".
+_CLAUDE_LOGIN = re.compile(r"not logged in|please run /login|invalid api key", re.IGNORECASE)
 
 
 def _claude_failure(stdout: bytes, _stderr: str) -> BrainError | None:

@@ -262,9 +262,23 @@ def test_claude_without_model_usage_falls_back_to_its_usage_block():
 
 def test_claude_error_result_is_a_brain_error_with_its_message():
     data = json.loads(recording("claude/print_json_local_stub.json"))
-    data.update(is_error=True, subtype="error_during_execution", result="Invalid API key · Fix external API key")
-    with pytest.raises(BrainError, match="claude reported an error: Invalid API key"):
+    data.update(is_error=True, subtype="error_during_execution", result="Overloaded · try again")
+    with pytest.raises(BrainError, match="claude reported an error: Overloaded") as caught:
         parse("claude", json.dumps(data).encode())
+    assert not isinstance(caught.value, BrainConfigError)  # transient: worth a retry
+
+
+@pytest.mark.parametrize("said", ["Invalid API key · Fix external API key", "Not logged in · Please run /login"])
+def test_claude_refusing_its_login_is_a_configuration_error_not_a_transient_one(said):
+    data = json.loads(recording("claude/print_json_local_stub.json"))
+    data.update(is_error=True, result=said)
+    with pytest.raises(BrainConfigError, match="claude is not logged in or its key was refused"):
+        parse("claude", json.dumps(data).encode())
+
+
+def test_claude_recorded_not_logged_in_is_a_configuration_error_through_its_failure_path():
+    said = PRESETS["claude"].failure(recording("claude/print_json_not_logged_in_2.1.197.json"), "")
+    assert isinstance(said, BrainConfigError) and "Not logged in" in str(said)
 
 
 def test_codex_events_give_the_last_agent_message_usage_and_thread_id():
