@@ -188,7 +188,7 @@ def floor(url: str | None, home: str, n: int, tag: str) -> float:
     in the benchmark's own tables of the same database the gate transitions use."""
     payload = json.dumps({"round": 1, "failed": ["c1"], "evidence": "x" * 200})
     if url is None:
-        # The store's own durability settings (store.repository._sqlite): WAL, synchronous=FULL.
+        # The store's own durability settings (crewctl.store.repository._sqlite): WAL, synchronous=FULL.
         conn = sqlite3.connect(os.path.join(home, "crew.db"), isolation_level=None, timeout=30)
         for pragma in ("journal_mode = wal", "synchronous = full", "busy_timeout = 30000"):
             conn.execute(f"PRAGMA {pragma}")

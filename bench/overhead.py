@@ -73,7 +73,7 @@ from crewctl.goal import events as ev
 from crewctl.goal import phases, prompts
 from crewctl.goal.model import GoalState, Steer
 from crewctl.store import SessionWrite, TurnWrite, open_store
-from crewctl.store.repository import MAX_SESSION_MESSAGES
+from crewctl.store import MAX_SESSION_MESSAGES
 from crewctl.transport import control
 
 KIB = 1024

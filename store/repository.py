@@ -42,60 +42,33 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import sqlite3
 import threading
-from contextlib import contextmanager
-from dataclasses import dataclass, fields
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable
 
 import peewee as pw
 from playhouse.db_url import connect as connect_url
-
-from ..exceptions import CrewError, NotFound, SchemaTooNew, StoreError
-from ..goal.attention import ATTENTION, ENTRY_EVENTS, attention_why
-from ..goal.effects import Record, Transition
-from ..home import private_dir, private_file
-from ..goal.model import TERMINAL, Criterion, GoalState, Step
-from ..goal.views import goal_view
-from .models import ALL_MODELS, SCHEMA_VERSION, SessionRow
 
 try:  # psycopg2 is a dependency, but SQLite-only use must not need it to import
     import psycopg2
 except ImportError:  # pragma: no cover
     psycopg2 = None  # type: ignore[assignment]
 
+from ..exceptions import CrewError, NotFound, SchemaTooNew, StoreError
+from ..goal.attention import ATTENTION, ENTRY_EVENTS, attention_why
+from ..goal.effects import Transition
+from ..home import private_dir, private_file
+from ..goal.model import TERMINAL, GoalState
+from ..goal.views import goal_view
+from .models import ALL_MODELS, SCHEMA_VERSION, SessionRow
+from ._pool import _connection_lost, _DB_ERRORS, _no_version, _one_line, _Pool
+from ._records import _BIND_LOCK, _PG_SCHEMA_LOCK, READ_CONNECTIONS, SessionWrite, StaleWrite, TurnWrite
+from ._rows import _data_json, _events, _LOAD_SQL, _row_writes, _state_from_json, _write_session
+from ._sql import _Dialect, _ENTRY_SQL, _ENTRY_TYPES, _insert, _q, _SELECT_SESSION, _Tx
+from ._writer import _Job, _Plan, _Writer
+
+
 __all__ = ["Store", "StaleWrite", "TurnWrite", "SessionWrite", "default_home", "open_store"]
-
-# Fields of GoalState that live in their own tables rather than in goal.data.
-_TABLE_FIELDS = ("criteria", "steps", "clarify", "steers", "baseline")
-MAX_SESSION_MESSAGES = 40  # API brains see at most this much history: bounded, like the prompts
-MAX_BATCH = 256  # transitions in one group commit
-READ_CONNECTIONS = {"sqlite": 4, "postgres": 6}
-_BIND_LOCK = threading.Lock()  # peewee's model binding is global; DDL binds it for a moment
-_PG_SCHEMA_LOCK = 0x63726577  # pg_advisory_xact_lock key: two processes creating the schema at once
-
-
-class StaleWrite(StoreError):
-    code = "stale_write"
-
-
-@dataclass(frozen=True)
-class TurnWrite:
-    """What the turn table learns from one transition, besides the timeline."""
-
-    turn: int
-    reply: str | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class SessionWrite:
-    role: str
-    session_id: str
-    resume_ref: str | None = None
-    messages: tuple[tuple[str, str], ...] = ()  # appended (role, content) pairs
-    reset: bool = False  # a new session replaces the old one
 
 
 def default_home() -> str:
@@ -143,19 +116,45 @@ def _sqlite(path: str, *, private: bool = False) -> pw.SqliteDatabase:
         for suffix in ("", "-wal", "-shm"):
             if suffix == "" or os.path.exists(path + suffix):
                 private_file(path + suffix)
-    return pw.SqliteDatabase(
-        path,
-        pragmas={
-            "journal_mode": "wal",
-            # FULL: a committed decision survives power loss, not only a killed process.
-            "synchronous": "full",
-            "foreign_keys": 1,
-            "busy_timeout": 30000,
-        },
-        timeout=30,
-        check_same_thread=False,  # pooled connections move between threads, one at a time
-        cached_statements=256,  # the multi-row statements of group commits come in many sizes
-    )
+    return pw.SqliteDatabase(path, pragmas=_SQLITE_PRAGMAS, timeout=_SQLITE_TIMEOUT, **_SQLITE_CONNECT)
+
+
+# One definition of how every SQLite connection is opened, whether peewee opens it (schema
+# creation) or the store does (the writer and the readers, `_connect_raw`).
+_SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    # FULL: a committed decision survives power loss, not only a killed process.
+    "synchronous": "full",
+    "foreign_keys": 1,
+    "busy_timeout": 30000,
+}
+_SQLITE_TIMEOUT = 30
+_SQLITE_CONNECT = {
+    "check_same_thread": False,  # pooled connections move between threads, one at a time
+    "cached_statements": 256,  # the multi-row statements of group commits come in many sizes
+}
+
+
+def _connect_sqlite(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=_SQLITE_TIMEOUT, isolation_level=None, **_SQLITE_CONNECT)
+    try:
+        for pragma, value in _SQLITE_PRAGMAS.items():
+            conn.execute(f"PRAGMA {pragma} = {value}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _connect_postgres(db: pw.PostgresqlDatabase) -> Any:
+    """As peewee's PostgreSQL adapter connects (a URL or a database name, plus the URL's
+    parameters), in autocommit: the store issues its own BEGIN and COMMIT."""
+    assert psycopg2 is not None
+    params = dict(db.connect_params)
+    params.setdefault("dsn" if db.database.startswith("postgresql://") else "dbname", db.database)
+    conn = psycopg2.connect(**params)
+    conn.autocommit = True
+    return conn
 
 
 def _redact(url: str) -> str:
@@ -165,600 +164,6 @@ def _redact(url: str) -> str:
         user = creds.split(":", 1)[0]
         return f"{scheme}://{user}:***@{host}"
     return url
-
-
-# -- SQL --------------------------------------------------------------------------------------
-# Written with `?` placeholders; PostgreSQL (psycopg2) gets them as `%s`. No statement
-# contains a literal `?` or `%`.
-
-MAX_ROWS = 400  # rows in one multi-row statement
-MAX_PARAMS = 30000  # SQLite allows 32766 bound parameters a statement
-
-
-def _q(name: str) -> str:
-    return f'"{name}"'
-
-
-# The newest event of each type that puts a goal into an attention state, per goal: the
-# "since" of `goal list` for every goal in one statement.
-_ENTRY_TYPES = tuple(sorted({t for types in ENTRY_EVENTS.values() for t in types}))
-_ENTRY_SQL = (
-    'SELECT e."goal", e."type", e."at" FROM "event" e JOIN ('
-    f'SELECT "goal", "type", MAX("seq") AS m FROM "event" WHERE "type" IN ({", ".join("?" * len(_ENTRY_TYPES))}) '
-    'GROUP BY "goal", "type") x ON e."goal" = x."goal" AND e."seq" = x.m'
-)
-
-
-def _insert(table: str, cols: Sequence[str], rows: int = 1, tail: str = "") -> str:
-    values = ", ".join(["(" + ", ".join("?" * len(cols)) + ")"] * rows)
-    return f'INSERT INTO {_q(table)} ({", ".join(_q(c) for c in cols)}) VALUES {values}{tail}'
-
-
-_SQL_TYPES = {"VARCHAR": "TEXT", "TEXT": "TEXT", "INT": "INTEGER", "DOUBLE": "DOUBLE PRECISION", "FLOAT": "DOUBLE PRECISION", "BOOL": "BOOLEAN"}
-_COLUMN_TYPES = {(m._meta.table_name, f.column_name): _SQL_TYPES[f.field_type] for m in ALL_MODELS for f in m._meta.sorted_fields}
-
-
-class _Stmt:
-    """One kind of row write. Alone it is one statement; the rows of many transitions in one
-    group commit go out as one multi-row statement (INSERT ... VALUES (..), (..); UPDATE ...
-    FROM (VALUES ...); DELETE ... IN (...)), so a batch costs a handful of statements however
-    many transitions it carries."""
-
-    _order = 0
-
-    def __init__(self, kind: str, table: str, cols: Sequence[str] = (), *, keys: Sequence[str] = (), extra: str = "", tail: str = "") -> None:
-        self.kind, self.table, self.cols, self.keys, self.extra, self.tail = kind, table, tuple(cols), tuple(keys), extra, tail
-        self.width = len(self.cols) + len(self.keys)
-        _Stmt._order += 1
-        self.order = ({"delete": 0, "insert": 1, "update": 2}[kind], _Stmt._order)
-        if kind == "insert":
-            self.one = _insert(table, self.cols, 1, tail)
-        elif kind == "update":
-            sets = [f"{_q(c)} = ?" for c in self.cols] + ([extra] if extra else [])
-            self.one = f"UPDATE {_q(table)} SET {', '.join(sets)} WHERE " + " AND ".join(f"{_q(k)} = ?" for k in self.keys)
-        else:
-            self.one = f"DELETE FROM {_q(table)} WHERE {_q(self.keys[0])} = ?"
-        self._many: dict[int, str] = {}
-
-    def many(self, n: int) -> str:
-        if n == 1:
-            return self.one
-        sql = self._many.get(n)
-        if sql is not None:
-            return sql
-        t = _q(self.table)
-        if self.kind == "insert":
-            sql = _insert(self.table, self.cols, n, self.tail)
-        elif self.kind == "delete":
-            sql = f"DELETE FROM {t} WHERE {_q(self.keys[0])} IN ({', '.join('?' * n)})"
-        else:
-            # VALUES columns are column1, column2, ... in SQLite and PostgreSQL alike; the
-            # casts give PostgreSQL the types its untyped literals lack (NULL, 'text').
-            def cast(i: int, col: str) -> str:
-                return f"CAST(v.column{i} AS {_COLUMN_TYPES[(self.table, col)]})"
-
-            sets = [f"{_q(c)} = {cast(i, c)}" for i, c in enumerate(self.cols, 1)] + ([self.extra] if self.extra else [])
-            where = [f"{t}.{_q(k)} = {cast(len(self.cols) + i, k)}" for i, k in enumerate(self.keys, 1)]
-            row = "(" + ", ".join("?" * self.width) + ")"
-            sql = f"UPDATE {t} SET {', '.join(sets)} FROM (VALUES {', '.join([row] * n)}) AS v WHERE {' AND '.join(where)}"
-        if n <= 64:
-            self._many[n] = sql
-        return sql
-
-    def chunk(self) -> int:
-        return max(1, min(MAX_ROWS, MAX_PARAMS // max(self.width, 1)))
-
-
-_GOAL_COLS = ("id", "objective", "workspace", "status", "reason", "created_at", "updated_at", "version", "last_seq", "data")
-_GOAL_INSERT = _Stmt("insert", "goal", _GOAL_COLS)
-# The optimistic check: matches nothing unless the goal is still at the version its writer read.
-_GOAL_UPDATE = _Stmt(
-    "update", "goal", ("status", "reason", "objective", "updated_at", "data", "last_seq"),
-    keys=("id", "version"), extra='"version" = "version" + 1',
-)
-_GOAL_BUMP_SQL = (  # when the writer does not know last_seq yet: add to it, read it back
-    'UPDATE "goal" SET "status" = ?, "reason" = ?, "objective" = ?, "updated_at" = ?, "data" = ?, '
-    '"version" = "version" + 1, "last_seq" = "last_seq" + ? WHERE "id" = ? AND "version" = ?'
-)
-_CRIT_DELETE = _Stmt("delete", "criterion", keys=("goal",))
-_CRIT_INSERT = _Stmt("insert", "criterion", ("goal", "id", "position", "text", "verify", "status", "evidence"))
-_CRIT_UPDATE = _Stmt("update", "criterion", ("position", "text", "verify", "status", "evidence"), keys=("goal", "id"))
-_STEP_COLS = (
-    "goal", "id", "plan", "position", "title", "detail", "lane", "needs_approval", "approved", "status",
-    "attempts", "task", "dispatches", "holder", "result",
-)
-_STEP_INSERT = _Stmt("insert", "step", _STEP_COLS)
-_STEP_UPDATE = _Stmt("update", "step", _STEP_COLS[2:], keys=("goal", "id"))
-_CLARIFY_INSERT = _Stmt("insert", "clarify_round", ("goal", "seq", "intro", "questions", "answers"))
-_CLARIFY_UPDATE = _Stmt("update", "clarify_round", ("intro", "questions", "answers"), keys=("goal", "seq"))
-_STEER_INSERT = _Stmt("insert", "steer", ("goal", "id", "text", "created_at", "delivered_turn"))
-_STEER_DELIVERED = _Stmt("update", "steer", ("delivered_turn",), keys=("goal", "id"))
-_EVENT_INSERT = _Stmt("insert", "event", ("goal", "seq", "type", "at", "payload"))
-_BASELINE_DELETE = _Stmt("delete", "protected_file", keys=("goal",))
-_BASELINE_INSERT = _Stmt("insert", "protected_file", ("goal", "rule", "path", "hash"))
-_TURN_INSERT = _Stmt(
-    "insert", "turn",
-    ("goal", "turn", "role", "kind", "round", "status", "runs", "prompt", "input_tokens", "output_tokens", "cached_tokens", "seconds", "started_at"),
-    tail=' ON CONFLICT ("goal", "turn") DO NOTHING',
-)
-# A rerun restarts the turn's clock too: started_at is when the run now in flight began.
-_TURN_RERUN = _Stmt("update", "turn", ("status", "started_at"), keys=("goal", "turn"), extra='"runs" = "runs" + 1, "error" = NULL')
-# A rerun whose prompt gained what the operator said meanwhile (phases: refreshed): the
-# turn row keeps the prompt the turn was actually asked.
-_TURN_RERUN_PROMPT = _Stmt("update", "turn", ("status", "started_at", "prompt"), keys=("goal", "turn"), extra='"runs" = "runs" + 1, "error" = NULL')
-_TURN_FINISH = _Stmt(
-    "update", "turn",
-    ("status", "reply", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "seconds", "finished_at"),
-    keys=("goal", "turn"),
-)
-_TURN_FAIL = _Stmt("update", "turn", ("status", "error", "finished_at"), keys=("goal", "turn"))
-_SESSION_COLS = ("goal", "role", "session_id", "resume_ref", "messages", "created_at")
-# One statement for a session write that adds no messages (every exec-brain turn): the same
-# session keeps its history, created_at and (unless a new one is given) resume_ref; another
-# session id replaces the row.
-_SAME = '"session"."session_id" = excluded."session_id"'
-_SESSION_KEEP = _Stmt(
-    "insert", "session", _SESSION_COLS,
-    tail=(
-        ' ON CONFLICT ("goal", "role") DO UPDATE SET '
-        f'"resume_ref" = CASE WHEN {_SAME} THEN COALESCE(excluded."resume_ref", "session"."resume_ref") ELSE excluded."resume_ref" END, '
-        f'"messages" = CASE WHEN {_SAME} THEN "session"."messages" ELSE excluded."messages" END, '
-        f'"created_at" = CASE WHEN {_SAME} THEN "session"."created_at" ELSE excluded."created_at" END, '
-        '"session_id" = excluded."session_id"'
-    ),
-)
-_SESSION_SET = _insert("session", _SESSION_COLS) + (
-    ' ON CONFLICT ("goal", "role") DO UPDATE SET "session_id" = excluded."session_id", '
-    '"resume_ref" = excluded."resume_ref", "messages" = excluded."messages", "created_at" = excluded."created_at"'
-)
-_SELECT_SESSION = 'SELECT "session_id", "resume_ref", "messages", "created_at" FROM "session" WHERE "goal" = ? AND "role" = ?'
-
-
-class _Dialect:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.pg = name == "postgres"
-        self._cache: dict[str, str] = {}
-        self.returning = self.pg or sqlite3.sqlite_version_info >= (3, 35, 0)
-        self.merge = self.pg or sqlite3.sqlite_version_info >= (3, 33, 0)  # UPDATE ... FROM
-
-    def sql(self, text: str) -> str:
-        if not self.pg:
-            return text
-        out = self._cache.get(text)
-        if out is None:
-            out = text.replace("?", "%s")
-            if len(text) < 4096:
-                self._cache[text] = out
-        return out
-
-    def text(self, value: Any) -> Any:
-        # PostgreSQL text cannot hold NUL; a brain's reply can. SQLite keeps it as is.
-        if isinstance(value, str) and "\x00" in value:
-            return value.replace("\x00", "\ufffd")
-        return value
-
-
-class _Tx:
-    """The statements of one transaction (or one read), on one connection."""
-
-    __slots__ = ("cur", "d")
-
-    def __init__(self, cur: Any, dialect: _Dialect) -> None:
-        self.cur = cur
-        self.d = dialect
-
-    def _params(self, params: Sequence[Any]) -> Sequence[Any]:
-        return [self.d.text(p) for p in params] if self.d.pg else params
-
-    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        self.cur.execute(self.d.sql(sql), self._params(params))
-        return self.cur.rowcount
-
-    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
-        self.cur.execute(self.d.sql(sql), self._params(params))
-        return self.cur.fetchone()
-
-    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        self.cur.execute(self.d.sql(sql), self._params(params))
-        return self.cur.fetchall()
-
-    def run_all(self, statements: list[tuple[str, Sequence[Any]]]) -> None:
-        if not statements:
-            return
-        if self.d.pg and len(statements) > 1:
-            # psycopg2 binds parameters client-side, so the statements can travel as one
-            # round trip; inside our transaction they still succeed or fail together.
-            params: list[Any] = []
-            for _, p in statements:
-                params.extend(p)
-            self.run(";\n".join(s for s, _ in statements), params)
-        else:
-            for sql, p in statements:
-                self.run(sql, p)
-
-    def rows(self, stmt: _Stmt, rows: list[Sequence[Any]]) -> list[tuple[str, list[Any]]]:
-        """The statements that write `rows` of `stmt`, as few as the limits allow."""
-        out = []
-        step = stmt.chunk()
-        for i in range(0, len(rows), step):
-            part = rows[i : i + step]
-            params: list[Any] = []
-            for r in part:
-                params.extend(r)
-            out.append((stmt.many(len(part)), params))
-        return out
-
-
-# -- errors -----------------------------------------------------------------------------------
-
-
-def _driver_errors() -> tuple[type[BaseException], ...]:
-    errs: list[type[BaseException]] = [sqlite3.Error, pw.PeeweeException]
-    if psycopg2 is not None:
-        errs.append(psycopg2.Error)
-    return tuple(errs)
-
-
-_DB_ERRORS = _driver_errors()
-
-
-def _connection_lost(exc: BaseException, conn: Any) -> bool:
-    """Did this error take the connection with it (a PostgreSQL server restart, a network cut)?"""
-    if psycopg2 is not None and isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
-        return bool(getattr(conn, "closed", 0))
-    return False
-
-
-def _job_error(exc: BaseException) -> bool:
-    """An error that belongs to one transition (its data or its version), not to the connection."""
-    if isinstance(exc, (CrewError, ValueError, TypeError, KeyError, sqlite3.IntegrityError, sqlite3.InterfaceError)):
-        return True
-    if psycopg2 is not None and isinstance(
-        exc, (psycopg2.IntegrityError, psycopg2.DataError, psycopg2.ProgrammingError, psycopg2.errors.TransactionRollbackError)
-    ):
-        return True
-    return False
-
-
-def _store_error(exc: BaseException, describe: str) -> CrewError:
-    if isinstance(exc, CrewError):
-        return exc
-    return StoreError(f"the store at {describe} refused a write: {_one_line(exc)}")
-
-
-def _no_version(describe: str) -> int:
-    raise StoreError(f"the store at {describe} has no readable schema version; it may be damaged: "
-                     "restore it from a backup or move it aside")
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-# -- connections ------------------------------------------------------------------------------
-
-
-class _Pool:
-    """A bounded set of reader connections, lent per call. The free ones wait in a C-level
-    queue (a `None` there is the right to open one more), so lending costs no Python locks."""
-
-    def __init__(self, connect: Callable[[], Any], size: int) -> None:
-        self._connect = connect
-        self._free: queue.SimpleQueue = queue.SimpleQueue()
-        for _ in range(size):
-            self._free.put(None)
-        self._all: list[Any] = []
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def take(self) -> Any:
-        conn = self._free.get()
-        if conn is None:
-            try:
-                conn = self._connect()
-            except BaseException:
-                self._free.put(None)
-                raise
-            with self._lock:
-                self._all.append(conn)
-        return conn
-
-    def give(self, conn: Any, broken: bool = False) -> None:
-        if broken or self._closed:
-            with self._lock:
-                if conn in self._all:
-                    self._all.remove(conn)
-            _close_quietly(conn)
-            conn = None
-        self._free.put(conn)
-
-    @contextmanager
-    def conn(self) -> Iterator[Any]:
-        conn = self.take()
-        broken = False
-        try:
-            yield conn
-        except BaseException as exc:
-            broken = _connection_lost(exc, conn)
-            raise
-        finally:
-            self.give(conn, broken)
-
-    def close(self) -> None:
-        self._closed = True
-        with self._lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            _close_quietly(conn)
-
-
-def _close_quietly(conn: Any) -> None:
-    try:
-        conn.close()
-    except Exception:
-        pass
-
-
-class _Plan:
-    """One transition's writes, made ready by the caller's thread: run alone (`run`) or with
-    other goals' plans in one multi-row statement per kind of row (`_run_merged`)."""
-
-    __slots__ = ("goal", "create", "head", "version", "last_seq", "nrec", "ops", "events", "sessions", "at")
-
-    def __init__(self, goal: str, *, create: bool, head: tuple, version: int, last_seq: int | None, nrec: int,
-                 ops: list[tuple[_Stmt, tuple]], events: list[tuple], sessions: tuple[SessionWrite, ...], at: str) -> None:
-        self.goal, self.create, self.head, self.version, self.last_seq = goal, create, head, version, last_seq
-        self.nrec, self.ops, self.events, self.sessions, self.at = nrec, ops, events, sessions, at
-
-    @property
-    def mergeable(self) -> bool:
-        # A session write that appends messages reads the row first: that one runs alone.
-        return self.last_seq is not None and all(not sw.messages and not sw.reset for sw in self.sessions)
-
-    def head_row(self) -> tuple:
-        return self.head + (self.last_seq + self.nrec, self.goal, self.version)
-
-    def event_rows(self, last_seq: int) -> list[tuple]:
-        return [(self.goal, last_seq + i, type_, at, payload) for i, (type_, at, payload) in enumerate(self.events, 1)]
-
-    def run(self, tx: _Tx) -> int:
-        """Alone, in the caller's transaction; returns the goal's new last_seq."""
-        if self.create:
-            tx.run(_GOAL_INSERT.one, self.head)
-            last_seq = 0
-        elif self.last_seq is not None:
-            if tx.run(_GOAL_UPDATE.one, self.head_row()) != 1:
-                _refuse(tx, self.goal, self.version)
-            last_seq = self.last_seq
-        else:
-            last_seq = _bump_goal(tx, self.head + (self.nrec, self.goal, self.version)) - self.nrec
-        statements: list[tuple[str, Sequence[Any]]] = []
-        for stmt, row in self.ops:
-            statements.append((stmt.one, row))
-        if self.events:
-            statements += tx.rows(_EVENT_INSERT, self.event_rows(last_seq))
-        tx.run_all(statements)
-        for sw in self.sessions:
-            _write_session(tx, self.goal, sw, self.at)
-        return last_seq + self.nrec
-
-
-def _run_merged(tx: _Tx, plans: list[_Plan]) -> None:
-    """Many goals' plans in one go: a statement per kind of row, not per transition.
-
-    Raises _Fallback if a goal was not at its expected version: the caller then rolls the
-    whole transaction back and runs every plan alone, which names the stale one.
-    """
-    creates = [p.head for p in plans if p.create]
-    updates = [p.head_row() for p in plans if not p.create]
-    statements = tx.rows(_GOAL_INSERT, creates) if creates else []
-    if updates:
-        tx.run_all(statements)
-        statements = []
-        changed = 0
-        for sql, params in tx.rows(_GOAL_UPDATE, updates):
-            changed += tx.run(sql, params)
-        if changed != len(updates):
-            raise _Fallback()
-    groups: dict[_Stmt, list[tuple]] = {}
-    for p in plans:
-        for stmt, row in p.ops:
-            groups.setdefault(stmt, []).append(row)
-        if p.events:
-            groups.setdefault(_EVENT_INSERT, []).extend(p.event_rows(0 if p.create else p.last_seq))
-        for sw in p.sessions:
-            groups.setdefault(_SESSION_KEEP, []).append((p.goal, sw.role, sw.session_id, sw.resume_ref, "[]", p.at))
-    for stmt in sorted(groups, key=lambda st: st.order):
-        statements += tx.rows(stmt, groups[stmt])
-    tx.run_all(statements)
-
-
-class _Fallback(Exception):
-    """The merged path cannot tell which transition failed: run them one by one."""
-
-
-def _refuse(tx: _Tx, gid: str, version: int) -> None:
-    current = tx.one('SELECT "version" FROM "goal" WHERE "id" = ?', (gid,))
-    if current is None:
-        raise NotFound(f"no goal {gid}")
-    raise StaleWrite(f"goal {gid} changed under this writer (version {current[0]}, expected {version})")
-
-
-class _Job:
-    __slots__ = ("fn", "plan", "goal", "latch", "result", "error")
-
-    def __init__(self, fn: Callable[[_Tx], Any] | None, goal: str | None, plan: _Plan | None = None) -> None:
-        self.fn = fn if fn is not None else plan.run  # type: ignore[union-attr]
-        self.plan = plan
-        self.goal = goal or ""
-        self.latch = threading.Lock()  # held until the job is done: the cheapest one-shot signal
-        self.latch.acquire()
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-
-_STOP = object()
-
-
-class _Writer(threading.Thread):
-    """The store's one writer: runs queued write jobs, many to a transaction (group commit)."""
-
-    def __init__(self, store: "Store") -> None:
-        super().__init__(name="crewctl-store-writer", daemon=True)
-        self.store = store
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.conn: Any = None
-        self.batches = 0  # for tests and benchmarks: transactions committed
-        self.merged = 0  # ... of which took the merged path
-
-    def submit(self, job: _Job) -> Any:
-        self.queue.put(job)
-        while not job.latch.acquire(timeout=5.0):
-            if not self.is_alive():  # closed under us: the job was never taken
-                raise StoreError(f"the store at {self.store.describe} is closed")
-        if job.error is not None:
-            raise job.error
-        return job.result
-
-    def stop(self) -> None:
-        self.queue.put(_STOP)
-        self.join(timeout=30)
-
-    def run(self) -> None:
-        stopping = False
-        held: list[_Job] = []  # a second job for a goal already in the batch waits for the next
-        while not stopping or held:
-            batch: list[_Job] = []
-            goals: set[str] = set()
-            pending, held = held, []
-            if not pending:
-                first = self.queue.get()
-                if first is _STOP:
-                    break
-                pending = [first]
-            while True:
-                for job in pending:
-                    if job.goal and job.goal in goals:
-                        held.append(job)
-                    else:
-                        goals.add(job.goal)
-                        batch.append(job)
-                pending = []
-                if stopping or len(batch) >= MAX_BATCH:
-                    break
-                try:
-                    job = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is _STOP:
-                    stopping = True
-                    break
-                pending = [job]
-            if not batch:
-                continue
-            try:
-                self._run_batch(batch)
-            except BaseException as exc:  # never leave a caller waiting
-                for job in batch:
-                    job.error = job.error or _store_error(exc, self.store.describe)
-            finally:
-                for job in batch:
-                    job.latch.release()
-        if self.conn is not None:
-            _close_quietly(self.conn)
-            self.conn = None
-
-    def _run_batch(self, batch: list[_Job]) -> None:
-        store = self.store
-        if store.dialect.pg and len(batch) > 1:
-            batch.sort(key=lambda j: j.goal)  # per-job order follows the lock order
-        for attempt in (1, 2):
-            for job in batch:
-                job.result, job.error = None, None
-            try:
-                if self.conn is None:
-                    self.conn = store._connect_raw()
-                self._transaction(batch)
-                self.batches += 1
-                return
-            except BaseException as exc:
-                lost = self.conn is not None and _connection_lost(exc, self.conn)
-                if lost or self.conn is None:
-                    if self.conn is not None:
-                        _close_quietly(self.conn)
-                    self.conn = None
-                else:
-                    self._rollback()
-                # A lost connection may have lost the COMMIT's answer only: running the batch
-                # again is safe, since a transition that did commit now fails its version check.
-                if lost and attempt == 1:
-                    continue
-                error = _store_error(exc, store.describe)
-                for job in batch:
-                    job.error = error
-                return
-
-    def _begin(self, tx: _Tx, batch: list[_Job]) -> None:
-        d = self.store.dialect
-        tx.cur.execute("BEGIN" if d.pg else "BEGIN IMMEDIATE")
-        goals = sorted({j.goal for j in batch if j.goal})
-        if d.pg and len(goals) > 1:
-            # Lock the batch's goals in id order before touching any: another process's
-            # batch does the same, so the two can wait for each other but never deadlock.
-            tx.all(f'SELECT 1 FROM "goal" WHERE "id" IN ({", ".join("?" * len(goals))}) ORDER BY "id" FOR UPDATE', goals)
-
-    def _transaction(self, batch: list[_Job]) -> None:
-        store = self.store
-        cur = self.conn.cursor()
-        tx = _Tx(cur, store.dialect)
-        self._begin(tx, batch)
-        alone = batch
-        merge = [j for j in batch if j.plan is not None and j.plan.mergeable] if store.dialect.merge else []
-        if len(merge) > 1:
-            try:
-                _run_merged(tx, [j.plan for j in merge])  # type: ignore[misc]
-            except BaseException as exc:
-                if not isinstance(exc, _Fallback) and (not _job_error(exc) or _connection_lost(exc, self.conn)):
-                    raise
-                cur.execute("ROLLBACK")
-                self._begin(tx, batch)
-            else:
-                for job in merge:
-                    p = job.plan
-                    job.result = (p.last_seq or 0) + p.nrec
-                merged = set(map(id, merge))
-                alone = [j for j in batch if id(j) not in merged]
-                self.merged += 1
-        single = len(batch) == 1
-        for job in alone:
-            if not single:
-                cur.execute("SAVEPOINT w")
-            try:
-                job.result = job.fn(tx)
-            except BaseException as exc:
-                if not _job_error(exc) or _connection_lost(exc, self.conn):
-                    raise
-                job.error = _store_error(exc, store.describe)
-                if single:
-                    cur.execute("ROLLBACK")
-                    return
-                cur.execute("ROLLBACK TO SAVEPOINT w")
-                cur.execute("RELEASE SAVEPOINT w")
-                continue
-            if not single:
-                cur.execute("RELEASE SAVEPOINT w")
-        cur.execute("COMMIT")
-
-    def _rollback(self) -> None:
-        try:
-            self.conn.cursor().execute("ROLLBACK")
-        except Exception:
-            _close_quietly(self.conn)
-            self.conn = None
-
-
-# -- the store --------------------------------------------------------------------------------
 
 
 class Store:
@@ -786,11 +191,11 @@ class Store:
             raise StoreError(f"cannot open the store at {describe}: {_one_line(exc)}") from None
 
     def _connect_raw(self) -> Any:
-        """A new DB-API connection, configured as peewee would (pragmas; autocommit on PG)."""
+        """A new DB-API connection of our own (not one of peewee's thread-bound ones)."""
         assert self.db is not None
         if self.is_sqlite:
-            return pw.SqliteDatabase._connect(self.db)
-        return pw.PostgresqlDatabase._connect(self.db)
+            return _connect_sqlite(self.db.database)
+        return _connect_postgres(self.db)
 
     # -- schema -------------------------------------------------------------------------
 
@@ -1239,223 +644,3 @@ class Store:
             raise NotFound(f"no goal {goal_id} (no store at {self.describe} yet)")
         if not self._schema:
             raise NotFound(f"no goal {goal_id} (the store at {self.describe} is empty)")
-
-
-# -- row <-> state --------------------------------------------------------------------------
-
-
-def _json_default(value: Any) -> Any:
-    """What json cannot encode itself: our frozen dataclasses (as dataclasses.asdict would
-    give them, without its deep copies) and read-only mappings. Tuples and dicts it does."""
-    if hasattr(value, "__dataclass_fields__") and not isinstance(value, type):
-        return vars(value)
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"cannot store {type(value).__name__} in goal.data")
-
-
-_ENCODE = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
-_ENCODE_PAYLOAD = json.JSONEncoder(separators=(",", ":"), default=str).encode
-_DATA_FIELDS = tuple(f.name for f in fields(GoalState) if f.name not in _TABLE_FIELDS)
-_PLAIN_STATE = not hasattr(GoalState, "__slots__")  # its fields are its __dict__
-
-
-def _data_json(state: GoalState) -> str:
-    if _PLAIN_STATE:
-        data = dict(vars(state))
-        for name in _TABLE_FIELDS:
-            del data[name]
-    else:  # pragma: no cover - if GoalState ever gets slots
-        data = {n: getattr(state, n) for n in _DATA_FIELDS}
-    return _ENCODE(data)
-
-
-_CHILD_COLS = {
-    "criterion": ("position", "id", "text", "verify", "status", "evidence"),
-    "step": ("position", "id", "title", "plan", "detail", "lane", "needs_approval", "approved", "status",
-             "attempts", "task", "dispatches", "holder", "result"),
-    "clarify_round": ("seq", "intro", "questions", "answers"),
-    "steer": ("id", "text"),
-    "protected_file": ("rule", "path", "hash"),
-}
-_CHILD_WHERE = {"steer": ' AND "delivered_turn" IS NULL'}  # the state holds the steers still waiting
-
-
-def _load_sql(pg: bool, baseline: bool = True) -> str:
-    """The goal row and all its child rows in one statement: one round trip, one snapshot.
-    Each child table comes back as a JSON array of row arrays (sorted in Python). A schema
-    older than v2 has no protected_file table: its goals read with an empty baseline."""
-
-    def agg(table: str) -> str:
-        cols = ", ".join(_q(c) for c in _CHILD_COLS[table])
-        where = f'"goal" = g."id"{_CHILD_WHERE.get(table, "")}'
-        if pg:
-            return f"(SELECT COALESCE(json_agg(json_build_array({cols}))::text, '[]') FROM {_q(table)} WHERE {where})"
-        return f"(SELECT json_group_array(json_array({cols})) FROM {_q(table)} WHERE {where})"
-
-    children = ", ".join(agg(t) if baseline or t != "protected_file" else "'[]'" for t in _CHILD_COLS)
-    return f'SELECT g."version", g."last_seq", g."data", {children} FROM "goal" g WHERE g."id" = ?'
-
-
-_LOAD_SQL = {(pg, baseline): _load_sql(pg, baseline) for pg in (False, True) for baseline in (False, True)}
-
-
-def _state_from_json(data_json: str, criteria: str, steps: str, clarify: str, steers: str, baseline: str = "[]") -> GoalState:
-    data = json.loads(data_json)
-    data["baseline"] = sorted(tuple(r) for r in json.loads(baseline))
-    data["criteria"] = [
-        {"id": cid, "text": text, "verify": json.loads(verify), "status": status, "evidence": evidence}
-        for _, cid, text, verify, status, evidence in sorted(json.loads(criteria), key=lambda r: r[0])
-    ]
-    names = _CHILD_COLS["step"][1:]
-    steps_out = []
-    for row in sorted(json.loads(steps), key=lambda r: r[0]):
-        st = dict(zip(names, row[1:]))
-        st["needs_approval"] = bool(st["needs_approval"])  # SQLite keeps booleans as 0/1
-        st["approved"] = bool(st["approved"])
-        steps_out.append(st)
-    data["steps"] = steps_out
-    data["clarify"] = [
-        {"seq": seq, "intro": intro, "questions": json.loads(questions), "answers": json.loads(answers) if answers is not None else None}
-        for seq, intro, questions, answers in sorted(json.loads(clarify), key=lambda r: r[0])
-    ]
-    data["steers"] = [{"id": sid, "text": text} for sid, text in sorted(json.loads(steers), key=lambda r: r[0])]
-    return GoalState.from_dict(data)
-
-
-def _bump_goal(tx: _Tx, head: tuple) -> int:
-    """The optimistic check, for a writer that does not know last_seq: returns the new one."""
-    gid, version = head[-2], head[-1]
-    if tx.d.returning:
-        row = tx.one(_GOAL_BUMP_SQL + ' RETURNING "last_seq"', head)
-    else:  # SQLite before 3.35: our write lock is the whole database, so read it back
-        row = tx.one('SELECT "last_seq" FROM "goal" WHERE "id" = ?', (gid,)) if tx.run(_GOAL_BUMP_SQL, head) == 1 else None
-    if row is None:
-        _refuse(tx, gid, version)
-    return row[0]
-
-
-def _row_writes(old: GoalState | None, new: GoalState, transition: Transition, at: str, turn_writes: tuple[TurnWrite, ...]) -> list[tuple[_Stmt, tuple]]:
-    """Every row a transition writes besides the goal row and its events, in a safe order:
-    deletes, then inserts, then updates (an update may touch a row inserted just before)."""
-    ops = _table_rows(old, new, transition.records, at) + _turn_rows(new.id, transition, at, turn_writes)
-    ops.sort(key=lambda op: op[0].order)
-    return ops
-
-
-def _events(records: tuple[Record, ...], at: str) -> list[tuple]:
-    return [(r.type, at, _ENCODE_PAYLOAD(dict(r.payload))) for r in records]
-
-
-def _table_rows(old: GoalState | None, new: GoalState, records: tuple[Record, ...], at: str) -> list[tuple[_Stmt, tuple]]:
-    gid = new.id
-    out: list[tuple[_Stmt, tuple]] = []
-    if old is not None and old.criteria != new.criteria and [c.id for c in old.criteria] == [c.id for c in new.criteria]:
-        # The same list with new verdicts (every gate round): only the changed rows.
-        for i, (was, c) in enumerate(zip(old.criteria, new.criteria)):
-            if was != c:
-                out.append((_CRIT_UPDATE, (i, c.text, _verify_json(c), c.status, c.evidence, gid, c.id)))
-    elif old is None or old.criteria != new.criteria:
-        if old is not None and old.criteria:
-            out.append((_CRIT_DELETE, (gid,)))
-        for i, c in enumerate(new.criteria):
-            out.append((_CRIT_INSERT, (gid, c.id, i, c.text, _verify_json(c), c.status, c.evidence)))
-    if old is None or old.steps != new.steps:
-        old_steps = {s.id: s for s in old.steps} if old else {}
-        for i, st in enumerate(new.steps):
-            prev = old_steps.get(st.id)
-            if prev == st:
-                continue
-            values = _step_values(gid, i, st)
-            if prev is not None:
-                out.append((_STEP_UPDATE, values[2:] + values[:2]))
-            else:
-                out.append((_STEP_INSERT, values))
-    if old is None or old.clarify != new.clarify:
-        old_rounds = {r.seq: r for r in old.clarify} if old else {}
-        for r in new.clarify:
-            prev_round = old_rounds.get(r.seq)
-            if prev_round == r:
-                continue
-            questions = json.dumps([{"id": q.id, "text": q.text, "options": list(q.options), "multi": q.multi} for q in r.questions])
-            answers = json.dumps(dict(r.answers)) if r.answers is not None else None
-            if prev_round is not None:
-                out.append((_CLARIFY_UPDATE, (r.intro, questions, answers, gid, r.seq)))
-            else:
-                out.append((_CLARIFY_INSERT, (gid, r.seq, r.intro, questions, answers)))
-    # Steers: new pending ones come from the state (full text); one that the very transition
-    # queuing it also delivered is in the state no more, only in its `steer` record.
-    old_pending = {s.id for s in old.steers} if old else set()
-    delivered = {r.payload["steer"]: r.payload["turn"] for r in records if r.type == "steer_delivered"}
-    new_steers = {s.id: s.text for s in new.steers if s.id not in old_pending}
-    for r in records:
-        if r.type == "steer" and r.payload["steer"] not in new_steers and r.payload["steer"] not in old_pending:
-            new_steers[r.payload["steer"]] = r.payload.get("text", "")
-    for sid, text in sorted(new_steers.items()):
-        out.append((_STEER_INSERT, (gid, sid, text, at, delivered.pop(sid, None))))
-    for sid, turn in delivered.items():
-        out.append((_STEER_DELIVERED, (turn, gid, sid)))
-    if old is None or (old.baseline is not new.baseline and old.baseline != new.baseline):
-        # Replaced whole, and only when it changes (a lock, `goal protect`): rarely, and
-        # every other transition of the goal writes nothing here.
-        if old is not None and old.baseline:
-            out.append((_BASELINE_DELETE, (gid,)))
-        for rule, path, digest in new.baseline:
-            out.append((_BASELINE_INSERT, (gid, rule, path, digest)))
-    return out
-
-
-def _verify_json(c: Criterion) -> str:
-    return json.dumps(c.verify if isinstance(c.verify, str) else dict(c.verify))
-
-
-def _step_values(gid: str, position: int, st: Step) -> tuple:
-    return (
-        gid, st.id, st.plan, position, st.title, st.detail, st.lane, bool(st.needs_approval), bool(st.approved),
-        st.status, st.attempts, st.task, st.dispatches, st.holder, st.result,
-    )
-
-
-def _turn_rows(gid: str, transition: Transition, at: str, writes: tuple[TurnWrite, ...]) -> list[tuple[_Stmt, tuple]]:
-    by_turn = {w.turn: w for w in writes}
-    new = transition.state
-    out: list[tuple[_Stmt, tuple]] = []
-    for r in transition.records:
-        p = r.payload
-        if r.type == "turn_started":
-            if p.get("rerun"):
-                if p.get("refreshed") and new.in_flight is not None and new.in_flight.turn == p["turn"]:
-                    out.append((_TURN_RERUN_PROMPT, ("running", at, new.in_flight.prompt, gid, p["turn"])))
-                else:
-                    out.append((_TURN_RERUN, ("running", at, gid, p["turn"])))
-                continue
-            prompt = None
-            if new.in_flight is not None and new.in_flight.turn == p["turn"]:
-                prompt = new.in_flight.prompt or None
-            out.append((_TURN_INSERT, (gid, p["turn"], p["role"], p["kind"], p.get("round"), "running", 1, prompt, 0, 0, 0, 0.0, at)))
-        elif r.type == "turn_finished":
-            u = p.get("usage") or {}
-            w = by_turn.get(p["turn"])
-            out.append((
-                _TURN_FINISH,
-                (
-                    "finished", w.reply if w else None, u.get("input_tokens", 0), u.get("output_tokens", 0),
-                    u.get("cached_tokens", 0), u.get("cost_usd"), u.get("seconds", 0.0), at, gid, p["turn"],
-                ),
-            ))
-        elif r.type == "turn_failed":
-            out.append((_TURN_FAIL, ("failed", p.get("error"), at, gid, p["turn"])))
-    return out
-
-
-def _write_session(tx: _Tx, gid: str, sw: SessionWrite, at: str) -> None:
-    if not sw.messages and not sw.reset:
-        tx.run(_SESSION_KEEP.one, (gid, sw.role, sw.session_id, sw.resume_ref, "[]", at))
-        return
-    row = None if sw.reset else tx.one(_SELECT_SESSION, (gid, sw.role))
-    same = row is not None and row[0] == sw.session_id
-    messages = json.loads(row[2]) if same else []
-    messages.extend({"role": role, "content": content} for role, content in sw.messages)
-    resume_ref = sw.resume_ref if sw.resume_ref is not None else (row[1] if same else None)
-    created_at = row[3] if same else at
-    tx.run(_SESSION_SET, (gid, sw.role, sw.session_id, resume_ref, json.dumps(messages[-MAX_SESSION_MESSAGES:]), created_at))

@@ -34,7 +34,7 @@ from crewctl.goal.model import (
     Step,
 )
 from crewctl.store import SessionWrite, StaleWrite, TurnWrite, open_store
-from crewctl.store.repository import MAX_SESSION_MESSAGES
+from crewctl.store import MAX_SESSION_MESSAGES
 from crewctl.testing import Supervisor, run_cli, wait_until, write_agent
 from crewctl.testing.phases import ready, verify
 from crewctl.testing.store import raw_sql
