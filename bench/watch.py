@@ -254,7 +254,7 @@ def main() -> int:
                     session = f"bench-{uuid.uuid4().hex[:6]}"
                     subprocess.run([*TMUX, "new-session", "-d", "-s", session, "-x", "80", "-y", "24",
                                     f"exec env CREWCTL_HOME={home} TERM=xterm-256color {crewctl_binary()} watch"], check=True)
-                    wait_until(lambda: "busy" in tmux("capture-pane", "-p", "-t", session) or first in tmux("capture-pane", "-p", "-t", session), timeout=30)
+                    wait_until(lambda: "busy" in tmux("capture-pane", "-p", "-t", session) or first in tmux("capture-pane", "-p", "-t", session), timeout=30)  # noqa: B023 (called at once)
                     watch_pid = int(tmux("display-message", "-p", "-t", session, "#{pane_pid}").strip())
                     w0 = cpu_seconds(watch_pid)
                 c0, t0 = cpu_seconds(sup.pid), time.monotonic()

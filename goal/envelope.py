@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 from . import events as ev
 from .effects import Record, Release, SupersedeEnvelope, Transition
 from .markers import collapse
-from .model import HOLDS, TERMINAL, Envelope, GoalState
+from .model import HOLDS, TERMINAL, GoalState
 
 __all__ = [
     "BRANCH_PREFIX",

@@ -16,7 +16,7 @@ from ..exceptions import CrewError, StoreError
 try:  # psycopg2 is a dependency, but SQLite-only use must not need it to import
     import psycopg2
 except ImportError:  # pragma: no cover
-    psycopg2 = None  # type: ignore[assignment]
+    psycopg2 = None
 
 
 def _driver_errors() -> tuple[type[BaseException], ...]:

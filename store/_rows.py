@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import fields
-from typing import Any, Mapping
+from typing import Any, Mapping, NoReturn
 
 from ..exceptions import NotFound
 from ..goal.effects import Record, Transition
@@ -103,7 +103,8 @@ def _bump_goal(tx: _Tx, head: tuple) -> int:
     else:  # SQLite before 3.35: our write lock is the whole database, so read it back
         row = tx.one('SELECT "last_seq" FROM "goal" WHERE "id" = ?', (gid,)) if tx.run(_GOAL_BUMP_SQL, head) == 1 else None
     if row is None:
-        _refuse(tx, gid, version)
+        _refuse(tx, gid, version)  # raises
+    assert row is not None
     return row[0]
 
 
@@ -160,9 +161,9 @@ def _table_rows(old: GoalState | None, new: GoalState, records: tuple[Record, ..
     old_pending = {s.id for s in old.steers} if old else set()
     delivered = {r.payload["steer"]: r.payload["turn"] for r in records if r.type == "steer_delivered"}
     new_steers = {s.id: s.text for s in new.steers if s.id not in old_pending}
-    for r in records:
-        if r.type == "steer" and r.payload["steer"] not in new_steers and r.payload["steer"] not in old_pending:
-            new_steers[r.payload["steer"]] = r.payload.get("text", "")
+    for rec in records:
+        if rec.type == "steer" and rec.payload["steer"] not in new_steers and rec.payload["steer"] not in old_pending:
+            new_steers[rec.payload["steer"]] = rec.payload.get("text", "")
     for sid, text in sorted(new_steers.items()):
         out.append((_STEER_INSERT, (gid, sid, text, at, delivered.pop(sid, None))))
     for sid, turn in delivered.items():
@@ -225,14 +226,14 @@ def _write_session(tx: _Tx, gid: str, sw: SessionWrite, at: str) -> None:
         tx.run(_SESSION_KEEP.one, (gid, sw.role, sw.session_id, sw.resume_ref, "[]", at))
         return
     row = None if sw.reset else tx.one(_SELECT_SESSION, (gid, sw.role))
-    same = row is not None and row[0] == sw.session_id
-    messages = json.loads(row[2]) if same else []
+    kept = row if row is not None and row[0] == sw.session_id else None  # the same session's row
+    messages = json.loads(kept[2]) if kept else []
     messages.extend({"role": role, "content": content} for role, content in sw.messages)
-    resume_ref = sw.resume_ref if sw.resume_ref is not None else (row[1] if same else None)
-    created_at = row[3] if same else at
+    resume_ref = sw.resume_ref if sw.resume_ref is not None else (kept[1] if kept else None)
+    created_at = kept[3] if kept else at
     tx.run(_SESSION_SET, (gid, sw.role, sw.session_id, resume_ref, json.dumps(messages[-MAX_SESSION_MESSAGES:]), created_at))
 
-def _refuse(tx: _Tx, gid: str, version: int) -> None:
+def _refuse(tx: _Tx, gid: str, version: int) -> NoReturn:
     current = tx.one('SELECT "version" FROM "goal" WHERE "id" = ?', (gid,))
     if current is None:
         raise NotFound(f"no goal {gid}")

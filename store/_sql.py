@@ -13,7 +13,7 @@ from .models import ALL_MODELS
 try:  # psycopg2 is a dependency, but SQLite-only use must not need it to import
     import psycopg2
 except ImportError:  # pragma: no cover
-    psycopg2 = None  # type: ignore[assignment]
+    psycopg2 = None
 
 
 # -- SQL --------------------------------------------------------------------------------------
@@ -212,7 +212,7 @@ class _Tx:
         self.cur.execute(self.d.sql(sql), self._params(params))
         return self.cur.fetchall()
 
-    def run_all(self, statements: list[tuple[str, Sequence[Any]]]) -> None:
+    def run_all(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         if not statements:
             return
         if self.d.pg and len(statements) > 1:
@@ -226,7 +226,7 @@ class _Tx:
             for sql, p in statements:
                 self.run(sql, p)
 
-    def rows(self, stmt: _Stmt, rows: list[Sequence[Any]]) -> list[tuple[str, list[Any]]]:
+    def rows(self, stmt: _Stmt, rows: Sequence[Sequence[Any]]) -> list[tuple[str, list[Any]]]:
         """The statements that write `rows` of `stmt`, as few as the limits allow."""
         out = []
         step = stmt.chunk()

@@ -34,6 +34,7 @@ class _Plan:
         return self.last_seq is not None and all(not sw.messages and not sw.reset for sw in self.sessions)
 
     def head_row(self) -> tuple:
+        assert self.last_seq is not None  # only a mergeable plan's head row is built here
         return self.head + (self.last_seq + self.nrec, self.goal, self.version)
 
     def event_rows(self, last_seq: int) -> list[tuple]:
@@ -83,7 +84,7 @@ def _run_merged(tx: _Tx, plans: list[_Plan]) -> None:
         for stmt, row in p.ops:
             groups.setdefault(stmt, []).append(row)
         if p.events:
-            groups.setdefault(_EVENT_INSERT, []).extend(p.event_rows(0 if p.create else p.last_seq))
+            groups.setdefault(_EVENT_INSERT, []).extend(p.event_rows(0 if p.create else (p.last_seq or 0)))
         for sw in p.sessions:
             groups.setdefault(_SESSION_KEEP, []).append((p.goal, sw.role, sw.session_id, sw.resume_ref, "[]", p.at))
     for stmt in sorted(groups, key=lambda st: st.order):
@@ -235,8 +236,9 @@ class _Writer(threading.Thread):
                 self._begin(tx, batch)
             else:
                 for job in merge:
-                    p = job.plan
-                    job.result = (p.last_seq or 0) + p.nrec
+                    plan = job.plan
+                    assert plan is not None  # merge holds only jobs with a plan
+                    job.result = (plan.last_seq or 0) + plan.nrec
                 merged = set(map(id, merge))
                 alone = [j for j in batch if id(j) not in merged]
                 self.merged += 1

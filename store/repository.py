@@ -52,7 +52,7 @@ from playhouse.db_url import connect as connect_url
 try:  # psycopg2 is a dependency, but SQLite-only use must not need it to import
     import psycopg2
 except ImportError:  # pragma: no cover
-    psycopg2 = None  # type: ignore[assignment]
+    psycopg2 = None
 
 from ..exceptions import CrewError, NotFound, SchemaTooNew, StoreError
 from ..goal.attention import ATTENTION, ENTRY_EVENTS, attention_why
@@ -116,7 +116,8 @@ def _sqlite(path: str, *, private: bool = False) -> pw.SqliteDatabase:
         for suffix in ("", "-wal", "-shm"):
             if suffix == "" or os.path.exists(path + suffix):
                 private_file(path + suffix)
-    return pw.SqliteDatabase(path, pragmas=_SQLITE_PRAGMAS, timeout=_SQLITE_TIMEOUT, **_SQLITE_CONNECT)
+    return pw.SqliteDatabase(path, pragmas=_SQLITE_PRAGMAS, timeout=_SQLITE_TIMEOUT,
+                             check_same_thread=False, cached_statements=_SQLITE_CACHED_STATEMENTS)
 
 
 # One definition of how every SQLite connection is opened, whether peewee opens it (schema
@@ -129,14 +130,13 @@ _SQLITE_PRAGMAS = {
     "busy_timeout": 30000,
 }
 _SQLITE_TIMEOUT = 30
-_SQLITE_CONNECT = {
-    "check_same_thread": False,  # pooled connections move between threads, one at a time
-    "cached_statements": 256,  # the multi-row statements of group commits come in many sizes
-}
+# Pooled connections move between threads, one at a time: check_same_thread=False on both.
+_SQLITE_CACHED_STATEMENTS = 256  # the multi-row statements of group commits come in many sizes
 
 
 def _connect_sqlite(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=_SQLITE_TIMEOUT, isolation_level=None, **_SQLITE_CONNECT)
+    conn = sqlite3.connect(path, timeout=_SQLITE_TIMEOUT, isolation_level=None,
+                           check_same_thread=False, cached_statements=_SQLITE_CACHED_STATEMENTS)
     try:
         for pragma, value in _SQLITE_PRAGMAS.items():
             conn.execute(f"PRAGMA {pragma} = {value}")
@@ -195,6 +195,7 @@ class Store:
         assert self.db is not None
         if self.is_sqlite:
             return _connect_sqlite(self.db.database)
+        assert isinstance(self.db, pw.PostgresqlDatabase)
         return _connect_postgres(self.db)
 
     # -- schema -------------------------------------------------------------------------
@@ -485,7 +486,7 @@ class Store:
             part = wanted[i : i + 400]
             where = " OR ".join(['("goal" = ? AND "turn" = ?)'] * len(part))
             params = [x for pair in part for x in pair]
-            for g, turn, at in self._read(lambda tx: tx.all(f'SELECT "goal", "turn", "started_at" FROM "turn" WHERE {where}', params)):
+            for g, turn, at in self._read(lambda tx: tx.all(f'SELECT "goal", "turn", "started_at" FROM "turn" WHERE {where}', params)):  # noqa: B023 (called at once)
                 started[(g, turn)] = at
         asking_ids = {r[0] for r in asking}
         entered = {(g, type_): at for g, type_, at in entries}

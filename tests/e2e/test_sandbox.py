@@ -227,7 +227,7 @@ def test_the_verifier_cannot_walk_up_from_its_snapshot_into_the_home_or_the_lead
         say("my private reasoning: reply-secret-7731")
         marker("READY", {"summary": "done"})
     """)
-    verifier = write_agent(tmp_path, "v", f"""
+    verifier = write_agent(tmp_path, "v", """
         found = []
         for top in (os.path.abspath(os.path.join(os.getcwd(), *[".."] * n)) for n in range(1, 8)):
             for root, dirs, files in os.walk(top):
@@ -242,7 +242,7 @@ def test_the_verifier_cannot_walk_up_from_its_snapshot_into_the_home_or_the_lead
                 secret = secret or b"reply-secret-7731" in open(path, "rb").read()
             except OSError:
                 pass
-        json.dump({{"found": sorted(set(found)), "secret": secret, "cwd": os.getcwd()}},
+        json.dump({"found": sorted(set(found)), "secret": secret, "cwd": os.getcwd()},
                   open(os.path.join(state_dir, "walk.json"), "w"))
     """ + textwrap.indent(PASS_EVERY_CRITERION, "        "))
     goal = sup.new_goal("x", "--criterion", "c", lead=lead, verifier=verifier, workspace=ws)
@@ -421,7 +421,7 @@ def run_refused(tmp_path, config: str) -> tuple:
 def test_a_missing_bwrap_refuses_to_start_with_one_line_and_how_to_opt_out(tmp_path):
     done, home = run_refused(tmp_path, '[sandbox]\nbwrap = "/nonexistent/bwrap"\n')
     assert done.code == 1 and "Traceback" not in done.stderr, done
-    lines = [l for l in done.stderr.splitlines() if "crewctl" in l and "INFO" not in l]
+    lines = [line for line in done.stderr.splitlines() if "crewctl" in line and "INFO" not in line]
     assert len(lines) == 1 and "/nonexistent/bwrap" in lines[0] and "--sandbox off" in lines[0], done
     assert not (home / "crew.db").exists()
 

@@ -128,7 +128,7 @@ def test_random_kills_of_workers_verifiers_and_the_supervisor_lose_nothing(tmp_p
         steered = False
         for _ in range(3):
             target = rng.choice(["worker", "verifier", "daemon"])
-            busy = wait_until(lambda: _busy(sup, marks, target) or (_converged(sup, goal) and "converged"),
+            busy = wait_until(lambda: _busy(sup, marks, target) or (_converged(sup, goal) and "converged"),  # noqa: B023 (called at once)
                               timeout=15, interval=0.01, message=f"a moment when the {target} works")
             if busy == "converged":
                 break  # the goal converged before this kill: the run is over

@@ -559,7 +559,7 @@ def test_a_wind_down_turn_interrupted_by_a_restart_runs_again_once():
     wind_down = g.state.in_flight
     g.step(ev.Recover())
     [rerun] = g.effects(RunLeadTurn)
-    assert rerun.kind == "wind_down" and rerun.rerun
+    assert rerun.kind == "wind_down" and rerun.rerun and rerun.turn == wind_down.turn
     g.lead("done: a; left: b; next: c")
     assert g.status == "budget_limited" and g.state.in_flight is None
     assert not g.effects(RunLeadTurn, g.step(ev.Recover()))

@@ -15,7 +15,7 @@ from crewctl.goal import events as ev
 from crewctl.goal import phases, prompts
 from crewctl.goal.effects import BuildEnvelope, PrepareReflection, Release, RunReflection, SaveReflection, SupersedeEnvelope
 from crewctl.goal.model import Criterion
-from crewctl.testing.phases import Drive, block, ready, reflect_block, verify
+from crewctl.testing.phases import Drive, block, ready, verify
 
 CHECK = [("c1", "tests pass", {"run": "pytest -q"})]
 

@@ -533,7 +533,7 @@ def test_a_crashed_actor_restarts_in_a_fresh_session_until_the_crash_loop_blocks
     with freeze_time("2026-11-21 09:00:00"):
         g = Drive.new(CHECK, now=datetime.now(timezone.utc))
         turn = g.state.in_flight.turn
-        for n in range(phases.RESTART_INTENSITY):
+        for _n in range(phases.RESTART_INTENSITY):
             g.step(ev.ActorCrashed(role="lead", error="segfault", turn=turn), after=1)
             [rerun] = g.effects(RunLeadTurn)
             assert rerun.new_session and rerun.turn == turn
@@ -605,7 +605,7 @@ def test_a_failing_step_is_retried_then_replanned_within_the_default_budget_then
     g = Drive.new(CHECK)
     g.lead(plan("doomed"))
     for replan in range(3):  # the first plan and two replans
-        for attempt in range(3):  # three attempts per step
+        for _attempt in range(3):  # three attempts per step
             [d] = g.effects(DispatchStep)
             g.step(ev.StepFailed(step=d.step, task=d.task, host="h1", error="exit 3"))
         if replan < 2:
