@@ -208,7 +208,7 @@ _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb":
           "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
 
 
-def parse_size(value: Any) -> int | None:
+def _parse_size(value: Any) -> int | None:
     """Bytes from 1048576, "512MiB", "2 GiB" or "1.5G"; None if it is not a size."""
     if isinstance(value, bool):
         return None
@@ -232,7 +232,7 @@ def _snapshot_section(section: dict, path: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in section.items():
         if key == "quota":
-            size = parse_size(value)
+            size = _parse_size(value)
             if size is None:
                 raise ConfigError(f"config {path}: [snapshot] quota must be a size such as \"2GiB\" or a number of bytes")
             out["quota"] = size

@@ -23,6 +23,7 @@ a user as a traceback.
 from __future__ import annotations
 
 __all__ = [
+    "from_wire",
     "AlreadyRunning",
     "BrainConfigError",
     "BrainCrashed",

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-__all__ = ["CliResult", "Supervisor", "crewctl_binary", "run_cli", "wait_until"]
+__all__ = ["CliResult", "Supervisor", "crewctl_binary", "read_log", "run_cli", "wait_until"]
 
 
 def read_log(path: str) -> str:

@@ -51,7 +51,20 @@ from typing import Any, Hashable, Iterable
 
 from ..exceptions import ProtocolError
 
-__all__ = ["IN_PROCESS", "Completion", "Host", "HostInfo", "Lost", "Scheduler", "Task", "in_process_name", "name_refusal"]
+__all__ = [
+    "IN_PROCESS",
+    "LIVENESS",
+    "NAMES_CAP",
+    "Completion",
+    "Hello",
+    "Host",
+    "HostInfo",
+    "Lost",
+    "Scheduler",
+    "Task",
+    "in_process_name",
+    "name_refusal",
+]
 
 LIVENESS = 3  # heartbeats a host may miss before it is dead
 RETIRED_CAP = 20_000  # task ids remembered after they leave, to recognise late results

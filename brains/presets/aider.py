@@ -11,6 +11,8 @@ from ...goal import markers
 from ..base import TurnReply, Usage
 from ._base import _cost, _decode, _model_flag, _no_failure, _one_line, Preset, PROMPT_FILE_PLACEHOLDER
 
+__all__ = ["PRESET"]
+
 # ---------------------------------------------------------------------------------------------
 # aider
 #

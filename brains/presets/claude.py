@@ -9,6 +9,8 @@ from ...exceptions import BrainConfigError, BrainError, UsageLimited
 from ..base import TurnReply, Usage
 from ._base import _cost, _count, _json_object, _model_flag, _one_line, Preset
 
+__all__ = ["PRESET"]
+
 # ---------------------------------------------------------------------------------------------
 # claude: Claude Code
 #

@@ -9,6 +9,8 @@ from ...exceptions import BrainError
 from ..base import TurnReply, Usage
 from ._base import _count, _decode, _json_lines, _limited_or_error, _model_flag, _one_line, Preset
 
+__all__ = ["PRESET", "codex_provider_config"]
+
 # ---------------------------------------------------------------------------------------------
 # codex: OpenAI Codex CLI
 #

@@ -8,6 +8,8 @@ from ...exceptions import BrainConfigError, BrainError, UsageLimited
 from ..base import TurnReply, Usage
 from ._base import _count, _json_object, _model_flag, _one_line, Preset
 
+__all__ = ["PRESET"]
+
 # ---------------------------------------------------------------------------------------------
 # gemini: Gemini CLI
 #

@@ -9,6 +9,8 @@ from ...exceptions import BrainError
 from ..base import TurnReply, Usage
 from ._base import _count, _decode, _model_flag, _no_failure, _one_line, Preset
 
+__all__ = ["PRESET"]
+
 # ---------------------------------------------------------------------------------------------
 # llm: Simon Willison's llm
 #
