@@ -338,3 +338,98 @@ def _render(data: dict[str, Any]) -> list[str]:
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in entry["env"].items())
         out.append(f"    env adds:    {env}")
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# brains check: one tiny real turn per role
+
+CHECK_ROLES = ("lead", "verifier")
+CHECK_PROMPT = "This is a connection check from crewctl. Reply with one short line that says OK."
+_CHECK_REPLY_SHOWN = 80
+
+
+@brains_group.command("check")
+@click.argument("name")
+@click.option("--role", "roles", type=click.Choice(ROLES), multiple=True,
+              help="Check only this role (repeatable). Default: lead and verifier.")
+@click.option("--sandbox", "sandbox_mode", type=click.Choice(["on", "off"]), default=None,
+              help="Run the turns sandboxed as `crewctl run` would (default: the config's [sandbox] mode, else on).")
+@click.option("--timeout", type=click.FloatRange(min=1, max=3600), default=180.0, show_default=True,
+              help="Seconds each turn may take.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout (nothing else).")
+def check_command(name: str, roles: tuple[str, ...], sandbox_mode: str | None, timeout: float, as_json: bool) -> None:
+    """Run one tiny real turn of NAME per role and say what works, before a goal finds out.
+
+    Each turn runs as a goal's would: the lead's in a scratch workspace with your HOME, the
+    verifier's in a scratch snapshot with a fresh HOME holding only what its tool needs to
+    log in and reach your provider, both inside crewctl's sandbox. The model is asked for a
+    one-line reply; what counts is that one came back. Exit 0 if every role worked, 1 if
+    any failed, 2 if NAME is not a brain at all.
+
+    \b
+    Examples:
+      crewctl brains check claude
+      crewctl brains check local --role verifier      a brain named in the config
+      crewctl brains check llm:gpt-4o-mini --json
+    """
+    import tempfile
+    import time
+    import uuid
+
+    from .. import brains as brain_registry
+    from ..brains.base import TurnRequest
+    from ..config import load_config
+    from ..exceptions import BrainError, CrewError, UsageError
+    from ..goal.markers import collapse
+    from ..sandbox import Sandbox, brain_kind
+    from ._common import resolve_home
+
+    config = load_config()
+    try:
+        brain = brain_registry.resolve(name, config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    sandbox = Sandbox.from_config(config, resolve_home(), sandbox_mode)
+    kind = brain_kind(name, config)
+    results = []
+    for role in roles or CHECK_ROLES:
+        with tempfile.TemporaryDirectory(prefix="crewctl-check-") as scratch:
+            work = os.path.join(scratch, "work")
+            home = os.path.join(scratch, "home")
+            tmp = os.path.join(scratch, "tmp")
+            for path in (work, home, tmp):
+                os.makedirs(path, mode=0o700)
+            if role == "verifier":
+                env, policy = sandbox.for_verifier(work, kind=kind, own_home=home, tmpdir=tmp)
+            else:
+                env, policy = sandbox.for_turn(role, work, kind=kind)
+            request = TurnRequest(role=role, goal_id="brains-check", session_id=str(uuid.uuid4()), turn=1,
+                                  prompt=CHECK_PROMPT, workdir=work, env=env, timeout=timeout, sandbox=policy)
+            started = time.monotonic()
+            try:
+                reply = brain.run(request)
+            except (BrainError, CrewError) as exc:
+                results.append({"role": role, "ok": False, "seconds": round(time.monotonic() - started, 2),
+                                "kind": getattr(exc, "turn_kind", None) or getattr(exc, "code", "error"),
+                                "error": collapse(str(exc), 500)})
+                continue
+            said = collapse(reply.text, _CHECK_REPLY_SHOWN)
+            results.append({"role": role, "ok": bool(said), "seconds": round(time.monotonic() - started, 2),
+                            "reply": said, "input_tokens": reply.usage.input_tokens,
+                            "output_tokens": reply.usage.output_tokens, "resumable": reply.resume_ref is not None,
+                            **({} if said else {"error": "the turn ended with an empty reply"})})
+    ok = all(r["ok"] for r in results)
+    if as_json:
+        click.echo(json.dumps({"brain": name, "sandboxed": sandbox.enabled, "ok": ok, "roles": results}, indent=2))
+    else:
+        where = "sandboxed" if sandbox.enabled else "unsandboxed"
+        for r in results:
+            if r["ok"]:
+                usage = f"{r['input_tokens']} in / {r['output_tokens']} out tokens"
+                if not r["input_tokens"] and not r["output_tokens"]:
+                    usage = "the tool reported no token usage: a token budget cannot count this brain"
+                click.echo(f"{r['role']}: works ({where}, {r['seconds']:.1f}s, {usage}): {r['reply']}")
+            else:
+                click.echo(f"{r['role']}: FAILED ({where}, {r['seconds']:.1f}s): {r['error']}")
+    if not ok:
+        raise SystemExit(1)

@@ -15,38 +15,42 @@ could read the lead's transcript would not be anonymous.
 
 from __future__ import annotations
 
-import os
-import shutil
 from typing import TYPE_CHECKING, Iterable, Mapping
 
 if TYPE_CHECKING:
     from ..config import Config
 
-__all__ = ["AUTH_FILES", "BASE_ALLOW", "BRAIN_KEYS", "agent_env", "brain_kind", "seed_home"]
+__all__ = ["BASE_ALLOW", "BRAIN_KEYS", "agent_env", "brain_kind", "credential_env", "seed_home", "state_dirs"]
 
 BASE_ALLOW = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "TERM", "USER", "LOGNAME", "SHELL")
 
-# The credentials each brain kind needs to reach its model, and nothing else.
+# The credentials of the brains that are not agent CLIs (crewctl's own HTTP clients). An
+# agent CLI's preset names its own (`Preset.credential_env`, crewctl.brains.presets).
 BRAIN_KEYS: dict[str, tuple[str, ...]] = {
     "openai": ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"),
     "anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"),
-    "claude": ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX"),
-    "codex": ("OPENAI_API_KEY", "OPENAI_BASE_URL"),
-    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_CLOUD_PROJECT", "GOOGLE_GENAI_USE_VERTEXAI"),
-    "opencode": ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY"),
-    "aider": ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENAI_API_BASE", "GEMINI_API_KEY"),
-    "llm": ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "LLM_USER_PATH"),
 }
 
-# Credentials files (relative to HOME) an agent CLI needs to reach its model when it is
-# logged in rather than given an API key. Only these are copied into the verifier's HOME.
-AUTH_FILES: dict[str, tuple[str, ...]] = {
-    "claude": (".claude/.credentials.json",),
-    "codex": (".codex/auth.json",),
-    "gemini": (".gemini/oauth_creds.json", ".gemini/google_accounts.json"),
-    "opencode": (".local/share/opencode/auth.json",),
-    "llm": (".config/io.datasette.llm/keys.json",),
-}
+
+def _preset(kind: str | None):
+    """The agent CLI preset of this kind, if it is one: each tool's knowledge lives there."""
+    if not kind:
+        return None
+    from ..brains.presets import PRESETS
+
+    return PRESETS.get(kind)
+
+
+def credential_env(kind: str | None) -> tuple[str, ...]:
+    preset = _preset(kind)
+    return preset.credential_env if preset is not None else BRAIN_KEYS.get(kind or "", ())
+
+
+def state_dirs(kind: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Where the tool keeps its state under HOME, and the variables that move it."""
+    preset = _preset(kind)
+    return (preset.state_dirs, preset.state_env) if preset is not None else ((), ())
+
 
 _NAMED_DEPTH = 8  # a config brain naming a config brain naming ...: give up, fail closed
 
@@ -70,42 +74,17 @@ def brain_kind(spec: str | None, config: "Config | None" = None) -> str | None:
 
 
 def seed_home(kind: str | None, source_home: str | None, round_home: str) -> list[str]:
-    """Copy the brain's credentials files (only those) into the round's own HOME."""
-    if not kind or not source_home:
+    """Give a fresh HOME what the brain's tool needs to log in and reach the operator's
+    provider and model (its preset says which files), and nothing else."""
+    preset = _preset(kind)
+    if preset is None or not source_home:
         return []
-    copied = []
-    for rel in AUTH_FILES.get(kind, ()):
-        src = os.path.join(source_home, rel)
-        if os.path.isfile(src):
-            dst = os.path.join(round_home, rel)
-            os.makedirs(os.path.dirname(dst), mode=0o700, exist_ok=True)
-            shutil.copyfile(src, dst)
-            os.chmod(dst, 0o600)
-            copied.append(rel)
-    if kind == "codex":
-        copied += _seed_codex_provider(source_home, round_home)
+    from ..brains.presets import copy_home_files
+
+    copied = copy_home_files(source_home, round_home, preset.home_files)
+    if preset.seed is not None:
+        copied += preset.seed(source_home, round_home)
     return copied
-
-
-def _seed_codex_provider(source_home: str, round_home: str) -> list[str]:
-    """codex chooses its provider in config.toml: only those entries go into the fresh HOME
-    (brains.presets.codex_provider_config says which), so the verifier reaches the model the
-    operator configured, not codex's default."""
-    from ..brains.presets import codex_provider_config
-
-    codex_home = os.environ.get("CODEX_HOME") or os.path.join(source_home, ".codex")
-    try:
-        with open(os.path.join(codex_home, "config.toml"), encoding="utf-8") as f:
-            text = codex_provider_config(f.read())
-    except OSError:
-        return []
-    if text is None:
-        return []
-    dst = os.path.join(round_home, ".codex", "config.toml")
-    os.makedirs(os.path.dirname(dst), mode=0o700, exist_ok=True)
-    with open(dst, "w", encoding="utf-8") as f:
-        f.write(text)
-    return [".codex/config.toml"]
 
 
 def agent_env(
@@ -122,7 +101,7 @@ def agent_env(
     """
     allow = set(BASE_ALLOW) | set(extra_allow)
     if kind:
-        allow |= set(BRAIN_KEYS.get(kind, ()))
+        allow |= set(credential_env(kind))
     allow = {name for name in allow if not name.startswith("CREWCTL_")}  # never the supervisor's own
     env = {k: v for k, v in source.items() if k in allow}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Mapping
 
 from ..exceptions import ConfigError, SandboxUnavailable
-from ._env import agent_env
+from ._env import agent_env, seed_home, state_dirs
 from ._ledger import Ledger
 from ._policy import ROLES, SandboxPolicy
 from ._probe import SandboxProbe, probe_bwrap
@@ -36,26 +36,9 @@ from ._probe import SandboxProbe, probe_bwrap
 if TYPE_CHECKING:
     from ..config import Config
 
-__all__ = ["CLI_STATE", "MODES", "Sandbox", "probe"]
+__all__ = ["MODES", "Sandbox", "probe"]
 
 MODES = ("on", "off")
-
-# Where each agent CLI keeps its sessions, settings and login under HOME: writable for the
-# lead and workers (they resume their sessions), never shown to a verifier.
-CLI_STATE: dict[str, tuple[str, ...]] = {
-    "claude": (".claude", ".claude.json", ".config/claude"),
-    "codex": (".codex",),
-    "gemini": (".gemini",),
-    "opencode": (".local/share/opencode", ".local/state/opencode", ".config/opencode", ".cache/opencode"),
-    "aider": (".aider", ".cache/aider"),
-    "llm": (".config/io.datasette.llm",),
-}
-# ... or where the operator's environment moves it.
-CLI_STATE_ENV: dict[str, tuple[str, ...]] = {
-    "claude": ("CLAUDE_CONFIG_DIR",),
-    "codex": ("CODEX_HOME",),
-    "llm": ("LLM_USER_PATH",),
-}
 
 
 @dataclass(frozen=True)
@@ -187,9 +170,39 @@ class Sandbox:
         )
         return env, self.policy(role, workdir, kind=kind)
 
+    def for_verifier(
+        self,
+        workdir: str,
+        *,
+        kind: str | None,
+        own_home: str,
+        tmpdir: str,
+        lead_workspace: str | None = None,
+        inherit_home: bool = False,
+        source: Mapping[str, str] | None = None,
+    ) -> tuple[dict[str, str], SandboxPolicy | None]:
+        """The environment and policy of a verifier turn in its snapshot `workdir`.
+
+        Its HOME is `own_home`, fresh, seeded with only what its CLI needs to log in and
+        reach the operator's provider (seed_home), unless the operator chose
+        `[verifier] home = "inherit"`. One definition for the gate's verifier and for
+        `crewctl brains check`, so a check proves what a gate will get.
+        """
+        source = os.environ if source is None else source
+        if not inherit_home:
+            seed_home(kind, source.get("HOME"), own_home)
+        home = source.get("HOME", own_home) if inherit_home else own_home
+        env = agent_env(source, kind=kind, home=home, tmp=tmpdir, extra_allow=self.env_allow)
+        if not inherit_home:
+            for name in state_dirs(kind)[1]:  # LLM_USER_PATH & co. point at the operator's own state
+                env.pop(name, None)
+        policy = self.policy("verifier", workdir, tmpdir=tmpdir, kind=kind, lead_workspace=lead_workspace, own_home=home)
+        return env, policy
+
     def _cli_state(self, kind: str | None) -> list[str]:
-        candidates = [os.path.join(self.operator_home, rel) for rel in CLI_STATE.get(kind or "", ())]
-        candidates += [os.environ[name] for name in CLI_STATE_ENV.get(kind or "", ()) if os.environ.get(name)]
+        dirs, moved_by = state_dirs(kind)  # the tool's preset knows where it keeps its state
+        candidates = [os.path.join(self.operator_home, rel) for rel in dirs]
+        candidates += [os.environ[name] for name in moved_by if os.environ.get(name)]
         return [path for path in candidates if os.path.isabs(path) and os.path.exists(path)]
 
 

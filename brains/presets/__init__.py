@@ -30,7 +30,7 @@ environment), not by these flags.
 Inside crewctl's sandbox
 ------------------------
 Every turn of every preset runs inside crewctl's sandbox (crewctl.sandbox): the lead's and
-workers' tools keep their own state and login under HOME writable (sandbox.CLI_STATE), the
+workers' tools keep their own state and login under HOME writable (`Preset.state_dirs`), the
 verifier's get a fresh HOME with only their credentials file. The tools' own sandboxes:
 - codex keeps its own (`--sandbox read-only` / `workspace-write`): on Linux it is Landlock
   plus seccomp, which need no new namespaces and so stack inside bubblewrap's;
@@ -68,7 +68,7 @@ verifier; codex-cli 0.171.0 as lead (resumed) and verifier, through a Responses 
 
 from __future__ import annotations
 
-from ._base import PROMPT_FILE_PLACEHOLDER, ROLES, SESSION_PLACEHOLDER, Invocation, Preset, PresetSettings
+from ._base import PROMPT_FILE_PLACEHOLDER, ROLES, SESSION_PLACEHOLDER, Invocation, Preset, PresetSettings, copy_home_files
 from ._registry import PRESETS
 from ._run import PresetBrain, find_executable, invocation, preset_brain, preset_settings
 from .codex import codex_provider_config
@@ -83,6 +83,7 @@ __all__ = [
     "PresetBrain",
     "PresetSettings",
     "codex_provider_config",
+    "copy_home_files",
     "find_executable",
     "invocation",
     "preset_brain",

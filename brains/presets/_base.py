@@ -4,6 +4,8 @@ the tools' modules share."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -77,6 +79,19 @@ class Preset:
     # (role, the turn's working directory or None for `brains show`) -> arguments that depend on
     # what is in that directory, put before the prompt arguments.
     context_args: Callable[[str, "str | None"], list[str]] | None = field(repr=False, compare=False, default=None)
+    # What crewctl's sandbox needs to know of the tool (crewctl.sandbox asks, by the resolved kind):
+    # the variables that carry its credentials and choice of provider and model;
+    credential_env: tuple[str, ...] = ()
+    # where under HOME it keeps login, sessions and settings (writable for lead and worker
+    # turns), and the variables that move that place elsewhere;
+    state_dirs: tuple[str, ...] = ()
+    state_env: tuple[str, ...] = ()
+    # the files, relative to HOME, that a verifier's fresh HOME gets: its login and its choice
+    # of provider and model, never sessions or history;
+    home_files: tuple[str, ...] = ()
+    # and what must be derived rather than copied (a settings file that also names MCP
+    # servers or history): (the operator's HOME, the fresh HOME) -> the files written.
+    seed: Callable[[str, str], list[str]] | None = field(repr=False, compare=False, default=None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,3 +187,26 @@ def _limited_or_error(message: str) -> BrainError:
 def _no_failure(_stdout: bytes, _stderr: str) -> BrainError | None:
     return None
 
+
+
+def copy_home_files(source_home: str, fresh_home: str, names: Sequence[str]) -> list[str]:
+    """Copy these files (relative to HOME) that exist into the fresh HOME, private."""
+    copied = []
+    for rel in names:
+        src = os.path.join(source_home, rel)
+        if os.path.isfile(src):
+            dst = os.path.join(fresh_home, rel)
+            os.makedirs(os.path.dirname(dst), mode=0o700, exist_ok=True)
+            shutil.copyfile(src, dst)
+            os.chmod(dst, 0o600)
+            copied.append(rel)
+    return copied
+
+
+def write_home_file(fresh_home: str, rel: str, text: str) -> list[str]:
+    dst = os.path.join(fresh_home, rel)
+    os.makedirs(os.path.dirname(dst), mode=0o700, exist_ok=True)
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return [rel]

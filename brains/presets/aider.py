@@ -170,4 +170,10 @@ PRESET = Preset(
     # wider than the longest marker body, no line a marker can hold is wrapped.
     env={"TERM": "xterm", "COLUMNS": str(markers.BODY_LIMIT + 1024)},
     context_args=_aider_context,
+    credential_env=("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENAI_API_BASE", "GEMINI_API_KEY",
+                    "AIDER_MODEL", "AIDER_OPENAI_API_BASE", "AIDER_OPENAI_API_KEY", "AIDER_ANTHROPIC_API_KEY"),
+    state_dirs=(".aider", ".cache/aider"),
+    # Its settings files name the model, the API base and model metadata; chat history lives
+    # in the workspace (and crewctl sends it to the null device).
+    home_files=(".aider.conf.yml", ".aider.model.settings.yml", ".aider.model.metadata.json"),
 )

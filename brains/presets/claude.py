@@ -142,4 +142,11 @@ PRESET = Preset(
     build_args=_claude_args,
     parse=_claude_parse,
     failure=_claude_failure,
+    credential_env=("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL",
+                    "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX"),
+    state_dirs=(".claude", ".claude.json", ".config/claude"),
+    state_env=("CLAUDE_CONFIG_DIR",),
+    # The login only: ~/.claude also holds every session's transcript (projects/), which an
+    # anonymous verifier must never read.
+    home_files=(".claude/.credentials.json",),
 )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import json
 from typing import Any, Sequence
 
 from ...exceptions import BrainError
 from ..base import TurnReply, Usage
-from ._base import _count, _decode, _json_lines, _limited_or_error, _model_flag, _one_line, Preset
+from ._base import _count, _decode, _json_lines, _limited_or_error, _model_flag, _one_line, Preset, write_home_file
 
 __all__ = ["PRESET", "codex_provider_config"]
 
@@ -187,6 +188,18 @@ def _codex_watch(stdout: bytes) -> str | None:
     return None
 
 
+
+def _codex_seed(source_home: str, fresh_home: str) -> list[str]:
+    """codex chooses its provider in config.toml: only those entries go into the fresh HOME,
+    so the verifier reaches the model the operator configured, not codex's default."""
+    codex_home = os.environ.get("CODEX_HOME") or os.path.join(source_home, ".codex")
+    try:
+        with open(os.path.join(codex_home, "config.toml"), encoding="utf-8") as f:
+            text = codex_provider_config(f.read())
+    except OSError:
+        return []
+    return write_home_file(fresh_home, ".codex/config.toml", text) if text is not None else []
+
 PRESET = Preset(
     name="codex",
     title="OpenAI Codex CLI",
@@ -203,4 +216,9 @@ PRESET = Preset(
     parse=_codex_parse,
     failure=_codex_failure,
     watch=_codex_watch,
+    credential_env=("OPENAI_API_KEY", "OPENAI_BASE_URL"),
+    state_dirs=(".codex",),
+    state_env=("CODEX_HOME",),
+    home_files=(".codex/auth.json",),
+    seed=_codex_seed,
 )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import json
+import os
+from typing import Any, Sequence
 
 from ...exceptions import BrainConfigError, BrainError, UsageLimited
 from ..base import TurnReply, Usage
-from ._base import _count, _json_object, _model_flag, _one_line, Preset
+from ._base import _count, _json_object, _model_flag, _one_line, Preset, write_home_file
 
 __all__ = ["PRESET"]
 
@@ -93,6 +95,33 @@ def _gemini_failure(stdout: bytes, stderr: str) -> BrainError | None:
     return None
 
 
+
+# Of ~/.gemini/settings.json, what chooses how gemini logs in and which model it asks; not
+# its MCP servers, tools, hooks or extensions (a verifier's gemini must not start the
+# operator's MCP servers, which may write or reach the network).
+GEMINI_SETTINGS_KEPT = {"security": ("auth",), "model": None, "selectedAuthType": None}
+
+
+def _gemini_seed(source_home: str, fresh_home: str) -> list[str]:
+    try:
+        with open(os.path.join(source_home, ".gemini", "settings.json"), encoding="utf-8") as f:
+            settings = json.load(f)
+    except (OSError, ValueError):
+        return []
+    if not isinstance(settings, dict):
+        return []
+    kept: dict[str, Any] = {}
+    for key, parts in GEMINI_SETTINGS_KEPT.items():
+        if key not in settings:
+            continue
+        value = settings[key]
+        if parts is not None:
+            value = {p: value[p] for p in parts if isinstance(value, dict) and p in value}
+            if not value:
+                continue
+        kept[key] = value
+    return write_home_file(fresh_home, ".gemini/settings.json", json.dumps(kept, indent=2)) if kept else []
+
 PRESET = Preset(
     name="gemini",
     title="Gemini CLI",
@@ -109,4 +138,9 @@ PRESET = Preset(
     parse=_gemini_parse,
     failure=_gemini_failure,
     env={"CI": "true"},  # gemini's documented headless trigger, besides a non-TTY stdin
+    credential_env=("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_CLOUD_PROJECT", "GOOGLE_GENAI_USE_VERTEXAI",
+                    "GOOGLE_GEMINI_BASE_URL"),
+    state_dirs=(".gemini",),
+    home_files=(".gemini/oauth_creds.json", ".gemini/google_accounts.json"),
+    seed=_gemini_seed,
 )

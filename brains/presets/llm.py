@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import json
 from typing import Sequence
 
 from ...exceptions import BrainError
 from ..base import TurnReply, Usage
-from ._base import _count, _decode, _model_flag, _no_failure, _one_line, Preset
+from ._base import copy_home_files, _count, _decode, _model_flag, _no_failure, _one_line, Preset
 
 __all__ = ["PRESET"]
 
@@ -65,6 +66,20 @@ def _llm_parse(stdout: bytes, _stderr: str, resume: str | None) -> TurnReply:
     )
 
 
+
+LLM_DIR = ".config/io.datasette.llm"
+# Keys, the OpenAI-compatible models added by the user (llm fails "Unknown model" without it)
+# and the default model. Not logs.db: every conversation the lead had is in it.
+LLM_PROVIDER_FILES = ("keys.json", "extra-openai-models.yaml", "default_model.txt")
+
+
+def _llm_seed(source_home: str, fresh_home: str) -> list[str]:
+    # Copied to the default place in the fresh HOME: the verifier's environment has no
+    # LLM_USER_PATH (it would point at the operator's own logs).
+    source = os.environ.get("LLM_USER_PATH") or os.path.join(source_home, LLM_DIR)
+    copied = copy_home_files(source, os.path.join(fresh_home, LLM_DIR), LLM_PROVIDER_FILES)
+    return [f"{LLM_DIR}/{name}" for name in copied]
+
 PRESET = Preset(
     name="llm",
     title="llm (Simon Willison)",
@@ -79,4 +94,10 @@ PRESET = Preset(
     build_args=_llm_args,
     parse=_llm_parse,
     failure=_no_failure,
+    credential_env=("OPENAI_API_KEY", "ANTHROPIC_API_KEY"),
+    state_dirs=(".config/io.datasette.llm",),
+    state_env=("LLM_USER_PATH",),
+    # Keys, the OpenAI-compatible models the user added, the default model; never logs.db,
+    # which holds every conversation. (`seed` reads them from LLM_USER_PATH when it is set.)
+    seed=_llm_seed,
 )

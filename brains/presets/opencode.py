@@ -124,4 +124,10 @@ PRESET = Preset(
     parse=_opencode_parse,
     failure=_opencode_failure,
     verifier_env={"OPENCODE_PERMISSION": _OPENCODE_VERIFIER_PERMISSION},
+    credential_env=("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY"),
+    state_dirs=(".local/share/opencode", ".local/state/opencode", ".config/opencode", ".cache/opencode"),
+    # Its login and the config that names providers and the model; never its sessions and
+    # messages (~/.local/share/opencode/storage) or project state.
+    home_files=(".local/share/opencode/auth.json", ".config/opencode/opencode.json",
+                ".config/opencode/opencode.jsonc", ".config/opencode/config.json"),
 )

@@ -25,7 +25,7 @@ PINNED = {
     "crewctl.store": ["MAX_SESSION_MESSAGES", "SCHEMA_VERSION", "SessionWrite", "StaleWrite", "Store", "TurnWrite",
                       "default_home", "open_store"],
     "crewctl.brains.presets": ["PRESETS", "PROMPT_FILE_PLACEHOLDER", "ROLES", "SESSION_PLACEHOLDER", "Invocation", "Preset",
-                               "PresetBrain", "PresetSettings", "codex_provider_config", "find_executable", "invocation",
+                               "PresetBrain", "PresetSettings", "codex_provider_config", "copy_home_files", "find_executable", "invocation",
                                "preset_brain", "preset_settings"],
 }
 
