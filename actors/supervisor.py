@@ -38,6 +38,7 @@ from ..goal.effects import (
     WakeAt,
 )
 from ..goal.model import GoalState
+from ..goal.vocab import RecordType as R
 from ..sandbox import Sandbox
 from ..store import SessionWrite, Store
 from .messages import Deliver, Perform, RoleCrashed, RunTurn, Shutdown, SupervisorStopped
@@ -178,11 +179,11 @@ class GoalSupervisor(pykka.ThreadingActor):
 
     def _crash_points(self, t: Transition) -> None:
         types = {r.type for r in t.records}
-        if "ready" in types:
+        if R.READY in types:
             crash_point("after_ready_persisted")
-        if "verify" in types:
+        if R.VERIFY in types:
             crash_point("after_verify_persisted")
-        if "steer" in types:
+        if R.STEER in types:
             crash_point("after_steer_persisted")
 
     def _perform_all(self, t: Transition) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .model import GoalState
+from .vocab import ATTENTION, RecordType as R, Status
 
 __all__ = [
     "ATTENTION",
@@ -19,18 +20,16 @@ __all__ = [
     "hook_due",
 ]
 
-# Statuses in which nothing moves until the operator acts (docs/contracts.md, `goal wait`).
-ATTENTION = frozenset({"awaiting_input", "awaiting_approval", "awaiting_signoff", "blocked", "budget_limited", "failed"})
 # What `goal wait --for done` waits for.
-FINISHED = frozenset({"done", "cancelled"})
+FINISHED = frozenset({Status.DONE, Status.CANCELLED})
 # The timeline event that puts a goal into each attention state: its `at` is the "since".
 ENTRY_EVENTS = {
-    "awaiting_input": ("clarify",),
-    "awaiting_approval": ("approval_needed",),
-    "awaiting_signoff": ("gate_passed",),
-    "blocked": ("blocked",),
-    "budget_limited": ("budget_limited",),
-    "failed": ("failed",),
+    Status.AWAITING_INPUT: (R.CLARIFY,),
+    Status.AWAITING_APPROVAL: (R.APPROVAL_NEEDED,),
+    Status.AWAITING_SIGNOFF: (R.GATE_PASSED,),
+    Status.BLOCKED: (R.BLOCKED,),
+    Status.BUDGET_LIMITED: (R.BUDGET_LIMITED,),
+    Status.FAILED: (R.FAILED,),
 }
 
 

@@ -9,6 +9,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
+from .vocab import (
+    ACTIVE,
+    HOLDS,
+    TERMINAL,
+    CriterionStatus,
+    EnvelopeStatus,
+    ReflectionStatus,
+    Status,
+    StepStatus,
+)
+
 __all__ = [
     "ACTIVE",
     "CRITERION_STATUSES",
@@ -33,32 +44,12 @@ __all__ = [
     "replace",
 ]
 
-STATUSES = (
-    "scoping",
-    "running",
-    "verifying",
-    "awaiting_signoff",
-    "done",
-    "awaiting_input",
-    "awaiting_approval",
-    "paused",
-    "blocked",
-    "budget_limited",
-    "cancelled",
-    "failed",
-)
-TERMINAL = frozenset({"done", "cancelled", "failed"})
-# Hold states remember where to resume (GoalState.resume_to).
-HOLDS = frozenset({"awaiting_input", "awaiting_approval", "paused", "blocked", "budget_limited"})
-# Statuses in which the crew works without waiting for the operator.
-ACTIVE = frozenset({"scoping", "running", "verifying", "awaiting_approval"})
-CRITERION_STATUSES = ("pending", "pass", "fail")
-STEP_STATUSES = ("pending", "in_progress", "completed", "failed", "skipped")
-# The PR envelope of a passed gate: being built, built, could not be built, or no longer
-# standing (sent back, or the gate re-opened).
-ENVELOPE_STATUSES = ("pending", "ready", "failed", "superseded")
-# The reflection after sign-off: to run (or running), recorded, or failed after its retry.
-REFLECTION_STATUSES = ("due", "ok", "failed")
+# The tuples keep the contract's order (DESIGN.md lists statuses in this order).
+STATUSES = tuple(Status)
+CRITERION_STATUSES = tuple(CriterionStatus)
+STEP_STATUSES = tuple(StepStatus)
+ENVELOPE_STATUSES = tuple(EnvelopeStatus)
+REFLECTION_STATUSES = tuple(ReflectionStatus)
 
 
 @dataclass(frozen=True)
@@ -66,7 +57,7 @@ class Criterion:
     id: str
     text: str
     verify: str | Mapping[str, str]  # instructions for the verifier, or {"run": command}
-    status: str = "pending"
+    status: str = CriterionStatus.PENDING
     evidence: str | None = None
 
     @property
@@ -107,7 +98,7 @@ class Step:
     lane: str | None = None
     needs_approval: bool = False
     approved: bool = False
-    status: str = "pending"
+    status: str = StepStatus.PENDING
     attempts: int = 0  # dispatches that ended in failure or a lost host
     task: str | None = None  # id of the task currently carrying this step; results must match it
     dispatches: int = 0
@@ -186,7 +177,7 @@ class Envelope:
     """The PR envelope of the passed gate round `round` (docs/contracts.md, "Durable outputs")."""
 
     round: int
-    status: str = "pending"  # ENVELOPE_STATUSES
+    status: str = EnvelopeStatus.PENDING
     branch: str | None = None  # crewctl/<goal id>
     commit: str | None = None
     base: str | None = None  # the commit it is on: the goal's starting commit
@@ -202,7 +193,7 @@ class GoalState:
     objective: str
     workspace: str
     created_at: str
-    status: str = "scoping"
+    status: str = Status.SCOPING
     resume_to: str | None = None
     reason: str | None = None
     roster: Mapping[str, str] = field(default_factory=dict)  # role -> brain spec
