@@ -14,6 +14,7 @@ import click
 
 from ..config import config_path
 from ..exceptions import UsageError
+from ..goal.vocab import Status
 from ..goal import protect as protection
 from ..goal.criteria import check_command_problem, parse_criteria, parse_criteria_json
 from ..goal import validate
@@ -455,7 +456,7 @@ def goal_budget(goal_id, tokens, seconds, cost, as_json):
         if r["left"] <= 0:
             flag = _BUDGET_FLAG[name]
             show = _BUDGET_FORMAT[name]
-            state = "stays budget_limited" if view["status"] == "budget_limited" else "stops at its next turn"
+            state = "stays budget_limited" if view["status"] == Status.BUDGET_LIMITED else "stops at its next turn"
             click.echo(
                 f"crewctl: the {name.replace('_usd', '')} budget of {show(r['limit'])} is still not more than what is "
                 f"spent ({show(r['spent'])}): the goal {state}; give {flag} more than that",

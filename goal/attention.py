@@ -42,7 +42,7 @@ def attention_why(s: GoalState) -> str | None:
     if s.status in ATTENTION:
         return s.status
     if s.status == "scoping" and s.open_clarify is not None:
-        return "awaiting_input"
+        return Status.AWAITING_INPUT
     return None
 
 

@@ -47,7 +47,7 @@ def gate_stands(s: GoalState) -> bool:
     """The passed gate still holds: waiting for sign-off (or held there), or signed off."""
     if s.status in (Status.AWAITING_SIGNOFF, Status.DONE):
         return True
-    return s.status in HOLDS and s.resume_to == "awaiting_signoff"
+    return s.status in HOLDS and s.resume_to == Status.AWAITING_SIGNOFF
 
 
 def settle(before: GoalState, transition: Transition) -> Transition:

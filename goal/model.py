@@ -44,12 +44,13 @@ __all__ = [
     "replace",
 ]
 
-# The tuples keep the contract's order (DESIGN.md lists statuses in this order).
-STATUSES = tuple(Status)
-CRITERION_STATUSES = tuple(CriterionStatus)
-STEP_STATUSES = tuple(StepStatus)
-ENVELOPE_STATUSES = tuple(EnvelopeStatus)
-REFLECTION_STATUSES = tuple(ReflectionStatus)
+# The wire texts in the contract's order, as plain strings: click.Choice and other consumers
+# treat an Enum member by its name, not its value.
+STATUSES = tuple(x.value for x in Status)
+CRITERION_STATUSES = tuple(x.value for x in CriterionStatus)
+STEP_STATUSES = tuple(x.value for x in StepStatus)
+ENVELOPE_STATUSES = tuple(x.value for x in EnvelopeStatus)
+REFLECTION_STATUSES = tuple(x.value for x in ReflectionStatus)
 
 
 @dataclass(frozen=True)
