@@ -37,7 +37,7 @@ from ..goal import events as ev
 from ..goal import phases, validate
 from ..goal import protect as protection
 from ..goal.criteria import parse_criteria
-from ..goal.model import TERMINAL, Budget
+from ..goal.model import GOAL_DEFAULTS, TERMINAL, Budget
 from ..home import private_dir
 from ..sandbox import Sandbox
 from ..store import Store, open_store
@@ -296,23 +296,26 @@ class Daemon(pykka.ThreadingActor):
             )
         defaults = config.defaults
 
-        def pick(key: str, fallback: Any) -> Any:
-            value = args.get(key)
-            return value if value is not None else (defaults.get(key) if defaults.get(key) is not None else fallback)
+        def pick(key: str) -> Any:
+            """`goal new`'s value, else the config's [defaults], else the goal's own default."""
+            for value in (args.get(key), defaults.get(key), GOAL_DEFAULTS.get(key)):
+                if value is not None:
+                    return value
+            return None
 
         settings = phases.GoalSettings(
             roster=roster,
             budget=Budget(
-                tokens=pick("token_budget", None),
-                seconds=_float(pick("time_budget", None)),
-                cost_usd=_float(pick("cost_budget", None)),
+                tokens=pick("token_budget"),
+                seconds=_float(pick("time_budget")),
+                cost_usd=_float(pick("cost_budget")),
             ),
-            attempt_cap=pick("attempt_cap", 5),
-            max_auto_turns=pick("max_auto_turns", 20),
-            max_turns=pick("max_turns", 200),
-            check_timeout=float(args.get("check_timeout") or 600.0),
-            step_attempts=args.get("step_attempts") or 3,
-            replan_budget=args["replan_budget"] if args.get("replan_budget") is not None else 2,
+            attempt_cap=pick("attempt_cap"),
+            max_auto_turns=pick("max_auto_turns"),
+            max_turns=pick("max_turns"),
+            check_timeout=float(pick("check_timeout")),
+            step_attempts=pick("step_attempts"),
+            replan_budget=pick("replan_budget"),
             protect=_protect_settings(args),
             **_outputs_settings(self.ctx.home, workspace),
         )

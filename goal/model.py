@@ -24,6 +24,7 @@ __all__ = [
     "ACTIVE",
     "CRITERION_STATUSES",
     "ENVELOPE_STATUSES",
+    "GOAL_DEFAULTS",
     "REFLECTION_STATUSES",
     "Budget",
     "Envelope",
@@ -51,6 +52,17 @@ CRITERION_STATUSES = tuple(x.value for x in CriterionStatus)
 STEP_STATUSES = tuple(x.value for x in StepStatus)
 ENVELOPE_STATUSES = tuple(x.value for x in EnvelopeStatus)
 REFLECTION_STATUSES = tuple(x.value for x in ReflectionStatus)
+
+# Every per-goal default, in one place: GoalState's fields, phases.GoalSettings, the config's
+# [defaults] (which may override each of them) and `goal new` all start from these.
+GOAL_DEFAULTS: Mapping[str, Any] = {
+    "attempt_cap": 5,
+    "max_auto_turns": 20,
+    "max_turns": 200,
+    "check_timeout": 600.0,
+    "replan_budget": 2,
+    "step_attempts": 3,
+}
 
 
 @dataclass(frozen=True)
@@ -208,8 +220,8 @@ class GoalState:
     steps: tuple[Step, ...] = ()
     reports: tuple[Report, ...] = ()
     replans: int = 0
-    replan_budget: int = 2
-    step_attempts: int = 3
+    replan_budget: int = GOAL_DEFAULTS["replan_budget"]
+    step_attempts: int = GOAL_DEFAULTS["step_attempts"]
 
     steers: tuple[Steer, ...] = ()  # queued, not yet delivered
     steers_sent: int = 0  # steer ids are 1, 2, 3... per goal
@@ -232,11 +244,11 @@ class GoalState:
     fingerprints: tuple[str, ...] = ()  # of the last held rounds, newest last
 
     attempt: int = 0
-    attempt_cap: int = 5
+    attempt_cap: int = GOAL_DEFAULTS["attempt_cap"]
     auto_turns: int = 0  # continuation turns in a row with no marker
-    max_auto_turns: int = 20
+    max_auto_turns: int = GOAL_DEFAULTS["max_auto_turns"]
     run_turns: int = 0  # automatic turns this run
-    max_turns: int = 200
+    max_turns: int = GOAL_DEFAULTS["max_turns"]
     lead_corrections: int = 0
     verifier_corrections: int = 0
     restarts: tuple[float, ...] = ()  # epoch seconds of recent actor restarts
@@ -245,7 +257,7 @@ class GoalState:
     spend: Spend = Spend()
     wind_down: bool = False  # the one wind-down turn for the current limit has been started
 
-    check_timeout: float = 600.0
+    check_timeout: float = GOAL_DEFAULTS["check_timeout"]
     # Where the workspace stood when the goal was created (e.g. {"kind": "git", "commit":
     # sha}), so the report can list the files changed since; None if it could not be told.
     start: Mapping[str, Any] | None = None
