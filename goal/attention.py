@@ -41,7 +41,7 @@ def attention_why(s: GoalState) -> str | None:
     """
     if s.status in ATTENTION:
         return s.status
-    if s.status == "scoping" and s.open_clarify is not None:
+    if s.status == Status.SCOPING and s.open_clarify is not None:
         return Status.AWAITING_INPUT
     return None
 
@@ -50,8 +50,8 @@ def hook_due(old: GoalState | None, new: GoalState) -> str | None:
     """Which hook a transition from `old` to `new` fires: "on_attention" on each entry into
     an attention state (a move from one attention state to another is a new entry),
     "on_done" when the goal becomes done; None otherwise."""
-    if new.status == "done":
-        return "on_done" if old is None or old.status != "done" else None
+    if new.status == Status.DONE:
+        return "on_done" if old is None or old.status != Status.DONE else None
     why = attention_why(new)
     if why is None:
         return None
