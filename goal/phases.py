@@ -56,6 +56,7 @@ from .model import (
     Steer,
     Step,
 )
+from .turns import start_turn, text_bytes
 from .vocab import (
     HOLDS,
     OPERATOR_HOLDS,
@@ -271,26 +272,23 @@ def _lead_turn(t: _T, kind: str, *, automatic: bool) -> None:
     if automatic and s.run_turns >= s.max_turns:
         _block(t, "max_turns", f"{s.max_turns} automatic turns this run")
         return
-    turn = s.turn + 1
     delivered = s.steers[: prompts.MAX_STEERS_PER_TURN]
     prompt = prompts.lead_prompt(s, kind)
-    t.set(
-        turn=turn,
-        in_flight=InFlight(turn=turn, role="lead", kind=kind, prompt=prompt, revision=s.revision),
+    turn = start_turn(
+        t,
+        role="lead",
+        kind=kind,
+        prompt=prompt,
+        revision=s.revision,
+        delivering=delivered,
+        # What the prompt delivered is spent with it:
         steers=s.steers[len(delivered) :],
         reports=(),
         notes=None if kind == "rework" else s.notes,
         run_turns=s.run_turns + (1 if automatic else 0),
         retry_at=None,
     )
-    t.emit(R.TURN_STARTED, turn=turn, role="lead", kind=kind, prompt_bytes=_bytes(prompt))
-    for steer in delivered:
-        t.emit(R.STEER_DELIVERED, steer=steer.id, turn=turn)
     t.do(RunLeadTurn(turn=turn, kind=kind, prompt=prompt, time_left=_time_left(t.state, kind)))
-
-
-def _bytes(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def _time_left(s: GoalState, kind: str) -> float | None:
@@ -326,7 +324,7 @@ def _on_turn_finished(t: _T, e: ev.TurnFinished) -> None:
     if s.status not in (Status.SCOPING, Status.RUNNING, Status.AWAITING_SIGNOFF, Status.BUDGET_LIMITED):
         return
     _account(t, e.usage)
-    t.emit(R.TURN_FINISHED, turn=e.turn, role="lead", kind=f.kind, usage=_usage_dict(e.usage), reply_bytes=_bytes(e.text))
+    t.emit(R.TURN_FINISHED, turn=e.turn, role="lead", kind=f.kind, usage=_usage_dict(e.usage), reply_bytes=text_bytes(e.text))
     t.set(in_flight=None, errors_in_row=0, last_error=None, retry_at=None, usage_waits=0)
     extraction = markers.extract(e.text)
 
@@ -437,14 +435,8 @@ def _corrective_lead_turn(t: _T, errors: list[tuple[str, int, str]]) -> None:
     if which := spent(s):
         _budget_limited(t, which)
         return
-    turn = s.turn + 1
     prompt = prompts.corrective_lead_prompt(s, errors[:MAX_MARKER_RECORDS])
-    t.set(
-        turn=turn,
-        in_flight=InFlight(turn=turn, role="lead", kind="corrective", prompt=prompt, revision=s.revision),
-        run_turns=s.run_turns + 1,
-    )
-    t.emit(R.TURN_STARTED, turn=turn, role="lead", kind="corrective", prompt_bytes=_bytes(prompt))
+    turn = start_turn(t, role="lead", kind="corrective", prompt=prompt, revision=s.revision, run_turns=s.run_turns + 1)
     t.do(RunLeadTurn(turn=turn, kind="corrective", prompt=prompt, time_left=_time_left(t.state, "corrective")))
 
 
@@ -748,11 +740,7 @@ def _start_round(t: _T, turn: int, *, rerun: bool) -> None:
     prompt = prompts.verifier_prompt(s)
     # The prompt rides in InFlight so the turn table stores it (`goal logs --prompts`); a
     # round where only check commands run sends no prompt to anyone, so none is stored.
-    t.set(
-        turn=max(s.turn, turn),
-        in_flight=InFlight(turn=turn, role="verifier", kind="verify", round=s.round, prompt=prompt if model_needed else ""),
-    )
-    t.emit(R.TURN_STARTED, turn=turn, role="verifier", kind="verify", round=s.round, **({"rerun": True} if rerun else {}))
+    start_turn(t, role="verifier", kind="verify", prompt=prompt if model_needed else "", turn=turn, round=s.round, rerun=rerun)
     t.do(
         StartRound(
             round=s.round,
@@ -817,14 +805,8 @@ def _on_round_finished(t: _T, e: ev.RoundFinished) -> None:
                 _budget_limited(t, which)
                 return
             if s.verifier_corrections < 1:
-                turn = s.turn + 1
                 prompt = prompts.corrective_verifier_prompt(t.state, reason)
-                t.set(
-                    verifier_corrections=1,
-                    turn=turn,
-                    in_flight=InFlight(turn=turn, role="verifier", kind="corrective", round=s.round, prompt=prompt),
-                )
-                t.emit(R.TURN_STARTED, turn=turn, role="verifier", kind="corrective", round=s.round)
+                turn = start_turn(t, role="verifier", kind="corrective", prompt=prompt, round=s.round, verifier_corrections=1)
                 t.do(RunVerifierTurn(round=s.round, turn=turn, prompt=prompt))
                 return
             model_verdicts = {c.id: ("fail", f"the verifier gave no valid verdict ({reason})") for c in s.criteria}
@@ -1051,7 +1033,7 @@ def _rerun_in_flight(t: _T, *, new_session: bool = False, refresh: bool = False)
                 steers=s.steers[len(delivered) :],
                 reports=(),
             )
-            extra.update(refreshed=True, prompt_bytes=_bytes(prompt))
+            extra.update(refreshed=True, prompt_bytes=text_bytes(prompt))
     f = t.state.in_flight
     assert f is not None
     t.emit(R.TURN_STARTED, turn=f.turn, role="lead", kind=f.kind, rerun=True, **extra)
@@ -1391,10 +1373,8 @@ def _budget_limited(t: _T, which: str) -> None:
     if not s.wind_down:
         # Exactly one wind-down turn: the lead reports progress, then nothing starts.
         t.set(wind_down=True)
-        turn = s.turn + 1
         prompt = prompts.lead_prompt(t.state, "wind_down")
-        t.set(turn=turn, in_flight=InFlight(turn=turn, role="lead", kind="wind_down", prompt=prompt, revision=s.revision))
-        t.emit(R.TURN_STARTED, turn=turn, role="lead", kind="wind_down", prompt_bytes=_bytes(prompt))
+        turn = start_turn(t, role="lead", kind="wind_down", prompt=prompt, revision=s.revision)
         t.do(RunLeadTurn(turn=turn, kind="wind_down", prompt=prompt))
 
 

@@ -29,6 +29,7 @@ from .effects import BuildEnvelope, PrepareReflection, Record, Release, RunRefle
 from .markers import collapse, quote
 from .model import GoalState, InFlight, Spend
 from .prompts import reflector as templates
+from .turns import start_turn
 from .vocab import EnvelopeStatus, RecordType as R, ReflectionStatus, Status
 
 __all__ = [
@@ -239,9 +240,7 @@ def _started(b: _Builder, e: ev.ReflectionStarted) -> None:
 
 
 def _new_turn(b: _Builder, prompt: str) -> None:
-    turn = b.state.turn + 1
-    b.set(turn=turn, in_flight=InFlight(turn=turn, role=ROLE, kind=KIND, prompt=prompt))
-    b.emit(R.TURN_STARTED, turn=turn, role=ROLE, kind=KIND, prompt_bytes=len(prompt.encode()))
+    turn = start_turn(b, role=ROLE, kind=KIND, prompt=prompt)
     b.effects.append(RunReflection(turn=turn, prompt=prompt))
 
 
