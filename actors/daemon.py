@@ -45,7 +45,7 @@ from ..transport import control, keys
 from ..transport.broker import Broker, Endpoint
 from ..transport.codec import message
 from ..transport.control import new_token, read_daemon_info, remove_daemon_info, write_daemon_info, pid_alive
-from .messages import ControlRequest, Deliver, Perform, Shutdown, SupervisorStopped
+from .messages import Abort, Busy, ControlRequest, Deliver, Perform, Shutdown, SupervisorStopped
 from .roles import VerifierSettings
 from .snapshot import SnapshotLimits
 from .runtime import arm_crash_points, utcnow
@@ -664,7 +664,7 @@ def _drain(daemon: pykka.ActorRef, grace: float) -> None:
     for ref in supervisors:
         while time.monotonic() < deadline:
             try:
-                if not ref.ask("busy", timeout=max(deadline - time.monotonic(), 0.01)):
+                if not ref.ask(Busy(), timeout=max(deadline - time.monotonic(), 0.01)):
                     break
             except (pykka.ActorDeadError, pykka.Timeout):
                 break
@@ -673,6 +673,6 @@ def _drain(daemon: pykka.ActorRef, grace: float) -> None:
     # so the next `crewctl run` runs it again.
     for ref in supervisors:
         try:
-            ref.ask("abort", timeout=5)
+            ref.ask(Abort(), timeout=5)
         except (pykka.ActorDeadError, pykka.Timeout):
             pass

@@ -41,7 +41,7 @@ from ..goal.model import GoalState
 from ..goal.vocab import RecordType as R
 from ..sandbox import Sandbox
 from ..store import SessionWrite, Store
-from .messages import Deliver, Perform, RoleCrashed, RunTurn, Shutdown, SupervisorStopped
+from .messages import Abort, Busy, Deliver, Perform, RoleCrashed, RunTurn, Shutdown, SupervisorStopped
 from .outputs import OUTPUT_EFFECTS, Outputs
 from .roles import Interrupt, LeadActor, RoundActor, VerifierSettings
 from .runtime import crash_point
@@ -119,11 +119,9 @@ class GoalSupervisor(pykka.ThreadingActor):
                 self._perform(effect)
         elif isinstance(message, Shutdown):
             self.draining = True
-        elif message == "view":
-            return self.state
-        elif message == "busy":
+        elif isinstance(message, Busy):
             return self.running is not None
-        elif message == "abort":
+        elif isinstance(message, Abort):
             self.running = None
             self._stop_children(cancel=True)
             self.outputs.stop_reflector()
