@@ -27,6 +27,7 @@ __all__ = [
     "GOAL_DEFAULTS",
     "REFLECTION_STATUSES",
     "Budget",
+    "CheckRun",
     "Envelope",
     "ClarifyRound",
     "Criterion",
@@ -63,6 +64,27 @@ GOAL_DEFAULTS: Mapping[str, Any] = {
     "replan_budget": 2,
     "step_attempts": 3,
 }
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """What one check command did: its exit code (None when it was stopped or never
+    started), the tail of its output, and whether its timeout stopped it."""
+
+    exit: int | None = None
+    output: str = ""
+    timed_out: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return self.exit == 0 and not self.timed_out
+
+    @classmethod
+    def of(cls, value: "CheckRun | Mapping[str, Any]") -> "CheckRun":
+        """A CheckRun from itself or from the plain mapping goal rows stored before it existed."""
+        if isinstance(value, CheckRun):
+            return value
+        return cls(exit=value.get("exit"), output=str(value.get("output", "")), timed_out=bool(value.get("timed_out")))
 
 
 @dataclass(frozen=True)
@@ -239,7 +261,7 @@ class GoalState:
     round_revision: int | None = None
     ready_summary: str | None = None
     ready_evidence: tuple[str, ...] = ()
-    round_checks: Mapping[str, Mapping[str, Any]] | None = None
+    round_checks: Mapping[str, CheckRun] | None = None
     last_failures: tuple[tuple[str, str], ...] = ()  # (criterion id, evidence) of the last held round
     fingerprints: tuple[str, ...] = ()  # of the last held rounds, newest last
 
@@ -297,6 +319,8 @@ class GoalState:
 
 # Rebuilding nested frozen dataclasses from JSON: tuples of dataclasses and optional ones.
 _NESTED: dict[tuple[type, str], type] = {}
+# Mappings of id to a dataclass with its own `of` (which also reads the older plain shape).
+_MAPPED: dict[tuple[type, str], Any] = {}
 
 
 def _build(cls: type, data: Mapping[str, Any]):
@@ -313,6 +337,8 @@ def _value(cls: type, name: str, value: Any) -> Any:
     inner = _NESTED.get((cls, name))
     if value is None:
         return None
+    if (cls, name) in _MAPPED:
+        return {k: _MAPPED[(cls, name)].of(v) for k, v in value.items()}
     if inner is not None:
         if isinstance(value, list):
             return tuple(_build(inner, v) for v in value)
@@ -337,3 +363,4 @@ _NESTED.update(
         (ClarifyRound, "questions"): Question,
     }
 )
+_MAPPED[(GoalState, "round_checks")] = CheckRun

@@ -19,7 +19,7 @@ import hashlib
 import json
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from ..exceptions import Refused
 from . import envelope, reflect
@@ -44,6 +44,7 @@ from .effects import (
 from .model import (
     GOAL_DEFAULTS,
     Budget,
+    CheckRun,
     ClarifyRound,
     Criterion,
     Envelope,
@@ -770,8 +771,8 @@ def _on_round_finished(t: _T, e: ev.RoundFinished) -> None:
     _account(t, e.usage)
     t.emit(R.TURN_FINISHED, turn=e.turn, role="verifier", round=e.round, usage=_usage_dict(e.usage), host_pid=e.host_pid)
     t.set(in_flight=None, errors_in_row=0, last_error=None, retry_at=None, usage_waits=0)
-    checks = e.checks if e.checks is not None else (s.round_checks or {})
-    t.set(round_checks=dict(checks))
+    checks = {cid: CheckRun.of(run) for cid, run in (e.checks if e.checks is not None else (s.round_checks or {})).items()}
+    t.set(round_checks=checks)
     if _held_before_checks(t, e):
         return
 
@@ -833,7 +834,7 @@ def _merge_verdicts(results: list[dict], known: set[str], t: _T) -> dict[str, tu
     return merged
 
 
-def _decide(t: _T, model: dict[str, tuple[str, str]], checks: dict, host_pid: int | None) -> None:
+def _decide(t: _T, model: dict[str, tuple[str, str]], checks: Mapping[str, CheckRun], host_pid: int | None) -> None:
     s = t.state
     results = []
     for c in s.criteria:
@@ -842,7 +843,7 @@ def _decide(t: _T, model: dict[str, tuple[str, str]], checks: dict, host_pid: in
             if run is None:
                 verdict, evidence = "fail", "the check command did not run"
             else:
-                verdict = "pass" if run.get("exit") == 0 and not run.get("timed_out") else "fail"
+                verdict = "pass" if run.passed else "fail"
                 evidence = _check_evidence(c.check, run)
             source = "check"
         elif c.id in model:
@@ -894,14 +895,14 @@ def _decide(t: _T, model: dict[str, tuple[str, str]], checks: dict, host_pid: in
     _lead_turn(t, "held", automatic=True)
 
 
-def _check_evidence(command: str, run: dict) -> str:
-    output = markers.collapse(str(run.get("output", "")), 1500)
-    if run.get("timed_out"):
+def _check_evidence(command: str, run: CheckRun) -> str:
+    output = markers.collapse(run.output, 1500)
+    if run.timed_out:
         head = f"check `{markers.collapse(command, 200)}` timed out"
-    elif run.get("exit") is None:
+    elif run.exit is None:
         head = f"check `{markers.collapse(command, 200)}` could not run"
     else:
-        head = f"check `{markers.collapse(command, 200)}` exited {run['exit']}"
+        head = f"check `{markers.collapse(command, 200)}` exited {run.exit}"
     return f"{head}: {output}" if output else head
 
 
@@ -1568,7 +1569,7 @@ def _held_before_checks(t: _T, e: ev.RoundFinished) -> bool:
         t.emit(R.SNAPSHOT_REFUSED, round=s.round, reason=markers.collapse(refused, _REASON_CAP))
         why = markers.collapse(refused, _REASON_CAP)
     evidence = markers.collapse(f"held before any check ran: {why}", 1500)
-    checks = {c.id: {"exit": None, "output": evidence, "timed_out": False} for c in s.criteria if c.check is not None}
+    checks = {c.id: CheckRun(exit=None, output=evidence) for c in s.criteria if c.check is not None}
     model = {c.id: ("fail", evidence) for c in s.criteria if c.check is None}
     _decide(t, model, checks, None)
     return True

@@ -11,7 +11,7 @@ from crewctl.goal.views import budget_report, envelope_view, goal_view, protect_
 from crewctl.goal.vocab import Status
 from crewctl.testing.phases import Drive
 
-# The keys DESIGN.md promises a script at least (contract).
+# The keys docs/contracts.md promises a script at least.
 CONTRACT_KEYS = {"id", "objective", "status", "criteria", "attempt", "attempt_cap", "round", "usage", "budget", "reason"}
 
 
