@@ -377,14 +377,14 @@ _OPS: dict[str, Callable] = {
     "goal.new": Daemon.op_new,
     "goal.answer": _simple(lambda a: ev.Answer(answers=a["answers"], seq=a.get("seq"))),
     "goal.criteria": _simple(lambda a: ev.EditCriteria(criteria=parse_criteria(a["criteria"]))),
-    "goal.steer": _simple(lambda a: ev.Steer(text=a["message"].strip())),
+    "goal.steer": _simple(lambda a: ev.Steer(text=a["message"])),
     "goal.pause": _simple(lambda a: ev.Pause()),
     "goal.resume": _simple(lambda a: ev.Resume()),
     "goal.cancel": _simple(lambda a: ev.Cancel()),
     "goal.approve": _simple(lambda a: ev.Approve(step=a["step"], reject=a.get("reject", False))),
     "goal.budget": _simple(lambda a: ev.RaiseBudget(tokens=a.get("tokens"), seconds=a.get("seconds"), cost_usd=a.get("cost"))),
     "goal.signoff": _simple(lambda a: ev.Signoff()),
-    "goal.send_back": _simple(lambda a: ev.SendBack(notes=a["notes"].strip())),
+    "goal.send_back": _simple(lambda a: ev.SendBack(notes=a["notes"])),
     "goal.protect": _simple(
         lambda a: ev.EditProtect(add=_globs(a, "add"), remove=_globs(a, "remove"), rebaseline=bool(a.get("rebaseline")))
     ),

@@ -1184,9 +1184,7 @@ def _on_edit_criteria(t: _T, e: ev.EditCriteria) -> None:
 
 def _on_steer(t: _T, e: ev.Steer) -> None:
     s = t.state
-    text = e.text.strip()
-    if not text:
-        raise Refused("the steer message is empty")
+    text = validate.steer_message(e.text, error=Refused)
     steer_id = s.steers_sent + 1
     t.set(steers=s.steers + (Steer(id=steer_id, text=text),), steers_sent=steer_id)
     t.emit(R.STEER, steer=steer_id, text=markers.collapse(text, 2000))
@@ -1292,8 +1290,7 @@ def _on_cancel(t: _T, e: ev.Cancel) -> None:
 
 def _on_raise_budget(t: _T, e: ev.RaiseBudget) -> None:
     s = t.state
-    if e.tokens is None and e.seconds is None and e.cost_usd is None:
-        raise Refused("give at least one of --tokens, --seconds, --cost")
+    validate.budget_raise(e.tokens, e.seconds, e.cost_usd, error=Refused)
     budget = Budget(
         tokens=e.tokens if e.tokens is not None else s.budget.tokens,
         seconds=e.seconds if e.seconds is not None else s.budget.seconds,
@@ -1328,11 +1325,9 @@ def _on_signoff(t: _T, e: ev.Signoff) -> None:
 
 def _on_send_back(t: _T, e: ev.SendBack) -> None:
     s = t.state
-    notes = e.notes.strip()
     if s.status != Status.AWAITING_SIGNOFF:
         raise Refused(f"goal {s.id} is {s.status}; send-back needs awaiting_signoff")
-    if not notes:
-        raise Refused("send-back needs notes saying what to rework")
+    notes = validate.rework_notes(e.notes, error=Refused)
     if s.in_flight is not None:
         t.set(in_flight=replace(s.in_flight, interrupted=True))
         t.do(CancelWork(reason="sent back"))
