@@ -20,6 +20,9 @@ file is an error (a typo must not silently mean "no config"). Example:
     attempt_cap = 5
     max_auto_turns = 20           # continuation turns in a row without a marker
     max_turns = 200               # automatic turns per goal in all
+    check_timeout = 600           # seconds each check command may run
+    step_attempts = 3             # tries of a plan step before it fails back to the lead
+    replan_budget = 2             # replans after failed steps before the goal blocks (0: none)
 
     [brains.local]                # a named brain: `--lead local`
     spec = "openai:qwen2.5-coder@http://127.0.0.1:11434/v1"
@@ -67,6 +70,7 @@ from typing import Any
 
 from .exceptions import ConfigError
 from .goal import validate
+from .goal.model import GOAL_DEFAULTS
 
 __all__ = ["Config", "ConfigWatch", "DEFAULTS", "config_path", "config_source", "load_config", "redacted"]
 
@@ -76,9 +80,7 @@ DEFAULTS: dict[str, Any] = {
     "token_budget": None,
     "time_budget": None,
     "cost_budget": None,
-    "attempt_cap": 5,
-    "max_auto_turns": 20,
-    "max_turns": 200,
+    **GOAL_DEFAULTS,
 }
 
 
@@ -157,16 +159,18 @@ def load_config(path: str | None = None, *, required: bool | None = None) -> Con
     for key, value in _table(data, "defaults", path).items():
         if key not in DEFAULTS:
             raise ConfigError(f"config {path}: unknown default {key!r} (known: {', '.join(DEFAULTS)})")
-        whole_only = key not in ("time_budget", "cost_budget")
+        whole_only = key not in ("time_budget", "cost_budget", "check_timeout")
+        low = 0 if key == "replan_budget" else 1  # no replans at all is a setting; no attempts is not
         if whole_only and isinstance(value, float) and value.is_integer():
             value = int(value)  # token_budget = 2e6 means two million tokens
         if value is not None and (
-            isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= _DEFAULT_MAX[key]
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value if whole_only else 0 < value) or value > _DEFAULT_MAX[key]
             or (isinstance(value, float) and not math.isfinite(value))
             or (whole_only and not isinstance(value, int))
         ):
             kind = "whole number" if whole_only else "number"
-            raise ConfigError(f"config {path}: defaults.{key} must be a {kind} more than 0 and at most {_DEFAULT_MAX[key]:g}")
+            least = "at least 0" if low == 0 else "more than 0"
+            raise ConfigError(f"config {path}: defaults.{key} must be a {kind} {least} and at most {_DEFAULT_MAX[key]:g}")
         defaults[key] = value
 
     brains = _table(data, "brains", path)
@@ -253,6 +257,9 @@ _DEFAULT_MAX = {
     "attempt_cap": 1000,
     "max_auto_turns": 10_000,
     "max_turns": 100_000,
+    "check_timeout": validate.MAX_SECONDS,
+    "replan_budget": 1000,
+    "step_attempts": 1000,
 }
 
 

@@ -37,7 +37,7 @@ from ..goal import events as ev
 from ..goal import phases, validate
 from ..goal import protect as protection
 from ..goal.criteria import parse_criteria
-from ..goal.model import TERMINAL, Budget
+from ..goal.model import GOAL_DEFAULTS, TERMINAL, Budget
 from ..home import private_dir
 from ..sandbox import Sandbox
 from ..store import Store, open_store
@@ -45,7 +45,7 @@ from ..transport import control, keys
 from ..transport.broker import Broker, Endpoint
 from ..transport.codec import message
 from ..transport.control import new_token, read_daemon_info, remove_daemon_info, write_daemon_info, pid_alive
-from .messages import ControlRequest, Deliver, Perform, Shutdown, SupervisorStopped
+from .messages import Abort, Busy, ControlRequest, Deliver, Perform, Shutdown, SupervisorStopped
 from .roles import VerifierSettings
 from .snapshot import SnapshotLimits
 from .runtime import arm_crash_points, utcnow
@@ -296,23 +296,26 @@ class Daemon(pykka.ThreadingActor):
             )
         defaults = config.defaults
 
-        def pick(key: str, fallback: Any) -> Any:
-            value = args.get(key)
-            return value if value is not None else (defaults.get(key) if defaults.get(key) is not None else fallback)
+        def pick(key: str) -> Any:
+            """`goal new`'s value, else the config's [defaults], else the goal's own default."""
+            for value in (args.get(key), defaults.get(key), GOAL_DEFAULTS.get(key)):
+                if value is not None:
+                    return value
+            return None
 
         settings = phases.GoalSettings(
             roster=roster,
             budget=Budget(
-                tokens=pick("token_budget", None),
-                seconds=_float(pick("time_budget", None)),
-                cost_usd=_float(pick("cost_budget", None)),
+                tokens=pick("token_budget"),
+                seconds=_float(pick("time_budget")),
+                cost_usd=_float(pick("cost_budget")),
             ),
-            attempt_cap=pick("attempt_cap", 5),
-            max_auto_turns=pick("max_auto_turns", 20),
-            max_turns=pick("max_turns", 200),
-            check_timeout=float(args.get("check_timeout") or 600.0),
-            step_attempts=args.get("step_attempts") or 3,
-            replan_budget=args["replan_budget"] if args.get("replan_budget") is not None else 2,
+            attempt_cap=pick("attempt_cap"),
+            max_auto_turns=pick("max_auto_turns"),
+            max_turns=pick("max_turns"),
+            check_timeout=float(pick("check_timeout")),
+            step_attempts=pick("step_attempts"),
+            replan_budget=pick("replan_budget"),
             protect=_protect_settings(args),
             **_outputs_settings(self.ctx.home, workspace),
         )
@@ -374,14 +377,14 @@ _OPS: dict[str, Callable] = {
     "goal.new": Daemon.op_new,
     "goal.answer": _simple(lambda a: ev.Answer(answers=a["answers"], seq=a.get("seq"))),
     "goal.criteria": _simple(lambda a: ev.EditCriteria(criteria=parse_criteria(a["criteria"]))),
-    "goal.steer": _simple(lambda a: ev.Steer(text=a["message"].strip())),
+    "goal.steer": _simple(lambda a: ev.Steer(text=a["message"])),
     "goal.pause": _simple(lambda a: ev.Pause()),
     "goal.resume": _simple(lambda a: ev.Resume()),
     "goal.cancel": _simple(lambda a: ev.Cancel()),
     "goal.approve": _simple(lambda a: ev.Approve(step=a["step"], reject=a.get("reject", False))),
     "goal.budget": _simple(lambda a: ev.RaiseBudget(tokens=a.get("tokens"), seconds=a.get("seconds"), cost_usd=a.get("cost"))),
     "goal.signoff": _simple(lambda a: ev.Signoff()),
-    "goal.send_back": _simple(lambda a: ev.SendBack(notes=a["notes"].strip())),
+    "goal.send_back": _simple(lambda a: ev.SendBack(notes=a["notes"])),
     "goal.protect": _simple(
         lambda a: ev.EditProtect(add=_globs(a, "add"), remove=_globs(a, "remove"), rebaseline=bool(a.get("rebaseline")))
     ),
@@ -661,7 +664,7 @@ def _drain(daemon: pykka.ActorRef, grace: float) -> None:
     for ref in supervisors:
         while time.monotonic() < deadline:
             try:
-                if not ref.ask("busy", timeout=max(deadline - time.monotonic(), 0.01)):
+                if not ref.ask(Busy(), timeout=max(deadline - time.monotonic(), 0.01)):
                     break
             except (pykka.ActorDeadError, pykka.Timeout):
                 break
@@ -670,6 +673,6 @@ def _drain(daemon: pykka.ActorRef, grace: float) -> None:
     # so the next `crewctl run` runs it again.
     for ref in supervisors:
         try:
-            ref.ask("abort", timeout=5)
+            ref.ask(Abort(), timeout=5)
         except (pykka.ActorDeadError, pykka.Timeout):
             pass

@@ -12,6 +12,8 @@ from ..goal.events import Event
 from ..store import SessionWrite, TurnWrite
 
 __all__ = [
+    "Abort",
+    "Busy",
     "ControlRequest",
     "Deliver",
     "Perform",
@@ -78,3 +80,14 @@ class Perform:
     """Effects handed to a newly started supervisor (a goal just created)."""
 
     effects: tuple[Effect, ...]
+
+
+@dataclass(frozen=True)
+class Busy:
+    """Asked of a supervisor while the daemon drains: is a turn of its goal still running?"""
+
+
+@dataclass(frozen=True)
+class Abort:
+    """Past the drain's grace: stop what still runs (its turn is stored as started, so the
+    next `crewctl run` runs it again)."""

@@ -29,6 +29,7 @@ from ..config import Config
 from ..exceptions import BrainCrashed, BrainError, ConfigError, turn_failure_kind
 from ..goal import events as ev
 from ..goal.effects import EndRound, RunVerifierTurn, StartRound
+from ..goal.model import CheckRun
 from ..outputs import envelope
 from ..store import SessionWrite, TurnWrite
 from ..sandbox import Sandbox, SandboxPolicy, agent_env, brain_kind, seed_home
@@ -301,7 +302,7 @@ class RoundActor(pykka.ThreadingActor):
         self.policy = verifier_policy.as_dict() if verifier_policy else None
         # Check commands hold no brain credentials: the test suite has no use for an API key.
         check_env = {**agent_env(os.environ, kind=None, home=home, tmp=tmp, extra_allow=self.sandbox.env_allow), **CHECK_ENV}
-        checks = {}
+        checks: dict[str, CheckRun] = {}
         for cid, command in e.checks:
             if self.cancel.is_set():
                 return
@@ -313,7 +314,7 @@ class RoundActor(pykka.ThreadingActor):
                 return
             policy = self.sandbox.policy("check", own, tmpdir=tmp, lead_workspace=self.workspace, own_home=home)
             checks[cid] = _run_check(command, own, check_env, e.timeout, self.cancel.event, sandbox=policy)
-            if checks[cid].get("exit") == 0:
+            if checks[cid].exit == 0:
                 shutil.rmtree(own, ignore_errors=True)  # a failed check's copy stays for inspection
         if self.cancel.is_set():
             return
@@ -503,7 +504,7 @@ def _protected(taken, plan, workspace: str) -> tuple[tuple, str | None]:
 
 def _run_check(
     command: str, cwd: str, env: dict[str, str], timeout: float, cancel: threading.Event, *, sandbox: SandboxPolicy | None = None
-) -> dict:
+) -> CheckRun:
     """crewctl runs a check command itself; its exit code is the verdict."""
     try:
         done = run_bounded(
@@ -518,13 +519,13 @@ def _run_check(
             sandbox=sandbox,
         )
     except OSError as exc:
-        return {"exit": None, "output": f"could not start: {exc}", "timed_out": False}
+        return CheckRun(exit=None, output=f"could not start: {exc}")
     output = (done.stdout.decode("utf-8", "replace") + "\n" + done.stderr_tail).strip()
-    return {
-        "exit": None if done.killed else done.returncode,
-        "output": output[-CHECK_OUTPUT_KEEP:],
-        "timed_out": done.killed == "timeout",
-    }
+    return CheckRun(
+        exit=None if done.killed else done.returncode,
+        output=output[-CHECK_OUTPUT_KEEP:],
+        timed_out=done.killed == "timeout",
+    )
 
 
 def _prune_rounds(rounds_dir: str, keep: int) -> None:

@@ -38,9 +38,10 @@ from ..goal.effects import (
     WakeAt,
 )
 from ..goal.model import GoalState
+from ..goal.vocab import RecordType as R
 from ..sandbox import Sandbox
 from ..store import SessionWrite, Store
-from .messages import Deliver, Perform, RoleCrashed, RunTurn, Shutdown, SupervisorStopped
+from .messages import Abort, Busy, Deliver, Perform, RoleCrashed, RunTurn, Shutdown, SupervisorStopped
 from .outputs import OUTPUT_EFFECTS, Outputs
 from .roles import Interrupt, LeadActor, RoundActor, VerifierSettings
 from .runtime import crash_point
@@ -118,11 +119,9 @@ class GoalSupervisor(pykka.ThreadingActor):
                 self._perform(effect)
         elif isinstance(message, Shutdown):
             self.draining = True
-        elif message == "view":
-            return self.state
-        elif message == "busy":
+        elif isinstance(message, Busy):
             return self.running is not None
-        elif message == "abort":
+        elif isinstance(message, Abort):
             self.running = None
             self._stop_children(cancel=True)
             self.outputs.stop_reflector()
@@ -178,11 +177,11 @@ class GoalSupervisor(pykka.ThreadingActor):
 
     def _crash_points(self, t: Transition) -> None:
         types = {r.type for r in t.records}
-        if "ready" in types:
+        if R.READY in types:
             crash_point("after_ready_persisted")
-        if "verify" in types:
+        if R.VERIFY in types:
             crash_point("after_verify_persisted")
-        if "steer" in types:
+        if R.STEER in types:
             crash_point("after_steer_persisted")
 
     def _perform_all(self, t: Transition) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ..goal.vocab import RecordType as R
 from ..store import Store, default_home, open_store
 
 __all__ = [
@@ -172,77 +173,77 @@ def _usage(p: dict) -> str:
 
 
 _DETAIL = {
-    "goal_created": lambda p: _short(p.get("objective", "")),
-    "lock": lambda p: f"{len(p.get('criteria', []))} criteria locked by {p.get('by')}",
-    "clarify": lambda p: f"round {p.get('seq')}: " + "; ".join(f"{q['id']}: {_short(q['text'], 60)}" for q in p.get("questions", [])),
-    "answer": lambda p: f"round {p.get('seq')}: " + ", ".join(f"{k}={_short(v, 30)}" for k, v in (p.get("answers") or {}).items()),
-    "plan": lambda p: f"plan {p.get('plan')}: " + "; ".join(f"{s['id']} {_short(s['title'], 40)}" for s in p.get("steps", [])),
-    "turn_started": _turn,
-    "turn_finished": _usage,
-    "turn_failed": lambda p: f"{p.get('role')} turn {p.get('turn')}: {_short(p.get('error', ''), 80)}" + (f" (retry at {human_time(p['retry_at'])})" if p.get("retry_at") else ""),
-    "marker_ignored": lambda p: f"{str(p.get('kind', '')).upper()} from {p.get('role')}: {p.get('reason')}",
-    "marker_invalid": lambda p: f"{str(p.get('kind', '')).upper()} from {p.get('role')} line {p.get('line')}: {p.get('reason')}",
-    "ready": lambda p: f"round {p.get('round')}: {_short(p.get('summary', ''), 80)}",
-    "round_started": lambda p: f"round {p.get('round')} (revision {p.get('revision')})",
-    "verify": lambda p: f"round {p.get('round')}: "
+    R.GOAL_CREATED: lambda p: _short(p.get("objective", "")),
+    R.LOCK: lambda p: f"{len(p.get('criteria', []))} criteria locked by {p.get('by')}",
+    R.CLARIFY: lambda p: f"round {p.get('seq')}: " + "; ".join(f"{q['id']}: {_short(q['text'], 60)}" for q in p.get("questions", [])),
+    R.ANSWER: lambda p: f"round {p.get('seq')}: " + ", ".join(f"{k}={_short(v, 30)}" for k, v in (p.get("answers") or {}).items()),
+    R.PLAN: lambda p: f"plan {p.get('plan')}: " + "; ".join(f"{s['id']} {_short(s['title'], 40)}" for s in p.get("steps", [])),
+    R.TURN_STARTED: _turn,
+    R.TURN_FINISHED: _usage,
+    R.TURN_FAILED: lambda p: f"{p.get('role')} turn {p.get('turn')}: {_short(p.get('error', ''), 80)}" + (f" (retry at {human_time(p['retry_at'])})" if p.get("retry_at") else ""),
+    R.MARKER_IGNORED: lambda p: f"{str(p.get('kind', '')).upper()} from {p.get('role')}: {p.get('reason')}",
+    R.MARKER_INVALID: lambda p: f"{str(p.get('kind', '')).upper()} from {p.get('role')} line {p.get('line')}: {p.get('reason')}",
+    R.READY: lambda p: f"round {p.get('round')}: {_short(p.get('summary', ''), 80)}",
+    R.ROUND_STARTED: lambda p: f"round {p.get('round')} (revision {p.get('revision')})",
+    R.VERIFY: lambda p: f"round {p.get('round')}: "
     + ", ".join(f"{r['id']} {r['verdict']}" for r in p.get("results", []))
     + (" (STALE)" if p.get("stale") else ""),
-    "gate_held": lambda p: f"round {p.get('round')}: failed {', '.join(p.get('failed', [])) or '-'}" + (f" ({p['reason']})" if p.get("reason") else ""),
-    "gate_passed": lambda p: f"round {p.get('round')}: every criterion passed; waiting for sign-off",
-    "steer": lambda p: f"#{p.get('steer')}: {_short(p.get('text', ''), 80)}",
-    "steer_delivered": lambda p: f"#{p.get('steer')} in turn {p.get('turn')}",
-    "criteria_updated": lambda p: f"revision {p.get('revision')}: {len(p.get('criteria', []))} criteria",
-    "paused": lambda p: f"was {p.get('resume_to')}",
-    "resumed": lambda p: f"{p.get('was')} -> {p.get('status')}" + (" (by itself: the usage limit reset)" if p.get("automatic") else ""),
-    "cancelled": lambda p: f"was {p.get('was')}",
-    "blocked": lambda p: f"{p.get('reason')}: {_short(p.get('detail') or p.get('error') or '', 90)}"
+    R.GATE_HELD: lambda p: f"round {p.get('round')}: failed {', '.join(p.get('failed', [])) or '-'}" + (f" ({p['reason']})" if p.get("reason") else ""),
+    R.GATE_PASSED: lambda p: f"round {p.get('round')}: every criterion passed; waiting for sign-off",
+    R.STEER: lambda p: f"#{p.get('steer')}: {_short(p.get('text', ''), 80)}",
+    R.STEER_DELIVERED: lambda p: f"#{p.get('steer')} in turn {p.get('turn')}",
+    R.CRITERIA_UPDATED: lambda p: f"revision {p.get('revision')}: {len(p.get('criteria', []))} criteria",
+    R.PAUSED: lambda p: f"was {p.get('resume_to')}",
+    R.RESUMED: lambda p: f"{p.get('was')} -> {p.get('status')}" + (" (by itself: the usage limit reset)" if p.get("automatic") else ""),
+    R.CANCELLED: lambda p: f"was {p.get('was')}",
+    R.BLOCKED: lambda p: f"{p.get('reason')}: {_short(p.get('detail') or p.get('error') or '', 90)}"
     + (f" (resumes by itself at {p['resume_at']})" if p.get("resume_at") else ""),
-    "clarify_closed": lambda p: f"round {p.get('seq')}: {p.get('reason')}",
-    "markers_capped": lambda p: f"{p.get('role')}: {p.get('recorded')} marker records kept; "
+    R.CLARIFY_CLOSED: lambda p: f"round {p.get('seq')}: {p.get('reason')}",
+    R.MARKERS_CAPPED: lambda p: f"{p.get('role')}: {p.get('recorded')} marker records kept; "
     f"{p.get('ignored', 0)} more ignored and {p.get('invalid', 0)} more invalid only counted",
-    "budget_limited": lambda p: f"{p.get('budget')} budget spent",
-    "budget_raised": lambda p: ", ".join(f"{k}={v}" for k, v in (p.get("budget") or {}).items() if v is not None),
-    "wind_down": lambda p: _short(p.get("report", ""), 100),
-    "send_back": lambda p: _short(p.get("notes", ""), 100),
-    "failed": lambda p: _short(p.get("reason", ""), 100),
-    "actor_restarted": lambda p: f"{p.get('actor')} ({p.get('restarts')} recent): {_short(p.get('error', ''), 70)}",
-    "step_queued": lambda p: f"{p.get('step')} as {p.get('task')}" + (f" lane {p['lane']}" if p.get("lane") else ""),
-    "step_started": lambda p: f"{p.get('step')} on {p.get('host')}",
-    "step_finished": lambda p: f"{p.get('step')} on {p.get('host')}" + (f"; changed {', '.join(p['changed_files'][:5])}" if p.get("changed_files") else ""),
-    "step_retry": lambda p: f"{p.get('step')} attempt {p.get('attempt')}: {_short(p.get('error', ''), 70)}",
-    "step_failed": lambda p: f"{p.get('step')} after {p.get('attempts')} attempts: {_short(p.get('error', ''), 70)}",
-    "task_late": lambda p: f"{p.get('step')} result from {p.get('host')} for {p.get('task')} ignored",
-    "approval_needed": lambda p: f"{p.get('step')}: {_short(p.get('title', ''), 60)} (crewctl goal approve ID {p.get('step')})",
-    "approved": lambda p: str(p.get("step")),
-    "rejected": lambda p: str(p.get("step")),
-    "done": lambda p: "signed off",
-    "protect_off": lambda p: f"protected paths off ({p.get('reason')})",
-    "protect_baseline": lambda p: (
+    R.BUDGET_LIMITED: lambda p: f"{p.get('budget')} budget spent",
+    R.BUDGET_RAISED: lambda p: ", ".join(f"{k}={v}" for k, v in (p.get("budget") or {}).items() if v is not None),
+    R.WIND_DOWN: lambda p: _short(p.get("report", ""), 100),
+    R.SEND_BACK: lambda p: _short(p.get("notes", ""), 100),
+    R.FAILED: lambda p: _short(p.get("reason", ""), 100),
+    R.ACTOR_RESTARTED: lambda p: f"{p.get('actor')} ({p.get('restarts')} recent): {_short(p.get('error', ''), 70)}",
+    R.STEP_QUEUED: lambda p: f"{p.get('step')} as {p.get('task')}" + (f" lane {p['lane']}" if p.get("lane") else ""),
+    R.STEP_STARTED: lambda p: f"{p.get('step')} on {p.get('host')}",
+    R.STEP_FINISHED: lambda p: f"{p.get('step')} on {p.get('host')}" + (f"; changed {', '.join(p['changed_files'][:5])}" if p.get("changed_files") else ""),
+    R.STEP_RETRY: lambda p: f"{p.get('step')} attempt {p.get('attempt')}: {_short(p.get('error', ''), 70)}",
+    R.STEP_FAILED: lambda p: f"{p.get('step')} after {p.get('attempts')} attempts: {_short(p.get('error', ''), 70)}",
+    R.TASK_LATE: lambda p: f"{p.get('step')} result from {p.get('host')} for {p.get('task')} ignored",
+    R.APPROVAL_NEEDED: lambda p: f"{p.get('step')}: {_short(p.get('title', ''), 60)} (crewctl goal approve ID {p.get('step')})",
+    R.APPROVED: lambda p: str(p.get("step")),
+    R.REJECTED: lambda p: str(p.get("step")),
+    R.DONE: lambda p: "signed off",
+    R.PROTECT_OFF: lambda p: f"protected paths off ({p.get('reason')})",
+    R.PROTECT_BASELINE: lambda p: (
         f"NOT recorded ({p.get('reason')}): {_short(p.get('error', ''), 80)}" if p.get("error") else
         f"{p.get('pinned')} pinned file(s) ({p.get('reason')}, {p.get('mode')})"
         + (f"; WARNING: {', '.join(p['unmatched'])} matched no file" if p.get("unmatched") else "")
     ),
-    "protect_updated": lambda p: ", ".join(
+    R.PROTECT_UPDATED: lambda p: ", ".join(
         [f"+{g}" for g in p.get("added", [])] + [f"-{g}" for g in p.get("removed", [])] + (["rebaseline"] if p.get("rebaseline") else [])
     ),
-    "protected_changed": lambda p: f"round {p.get('round')}: " + _short(", ".join(f"{f[0]} ({f[1]})" for f in p.get("findings", [])), 90),
-    "snapshot": lambda p: f"round {p.get('round')}: {p.get('files')} files, {p.get('bytes')} bytes"
+    R.PROTECTED_CHANGED: lambda p: f"round {p.get('round')}: " + _short(", ".join(f"{f[0]} ({f[1]})" for f in p.get("findings", [])), 90),
+    R.SNAPSHOT: lambda p: f"round {p.get('round')}: {p.get('files')} files, {p.get('bytes')} bytes"
     + (f"; left out {', '.join(p['skipped'][:5])}" if p.get("skipped") else ""),
-    "snapshot_refused": lambda p: f"round {p.get('round')}: {_short(p.get('reason', ''), 90)}",
-    "hook_failed": lambda p: f"{p.get('hook')} ({p.get('status')}): {_short(p.get('error', ''), 90)}",
-    "reflection": lambda p: (
+    R.SNAPSHOT_REFUSED: lambda p: f"round {p.get('round')}: {_short(p.get('reason', ''), 90)}",
+    R.HOOK_FAILED: lambda p: f"{p.get('hook')} ({p.get('status')}): {_short(p.get('error', ''), 90)}",
+    R.REFLECTION: lambda p: (
         f"{len(p.get('memory') or [])} memory entr{'y' if len(p.get('memory') or []) == 1 else 'ies'}"
         + (f", skill {p['skill']['name']}" if p.get("skill") else "")
         + f": {_short(p.get('summary', ''), 70)}"
         if p.get("ok")
         else f"FAILED after {p.get('tries')} tr{'y' if p.get('tries') == 1 else 'ies'}: {_short(p.get('error', ''), 80)}"
     ),
-    "envelope": lambda p: (
+    R.ENVELOPE: lambda p: (
         f"round {p.get('round')}: branch {p.get('branch')} at {str(p.get('commit'))[:12]}, {p.get('files')} file(s) changed"
         if p.get("ok")
         else f"round {p.get('round')}: not made: {_short(p.get('error', ''), 80)}"
     ),
-    "envelope_superseded": lambda p: f"round {p.get('round')}'s envelope" + (f" (branch {p['branch']})" if p.get("branch") else ""),
+    R.ENVELOPE_SUPERSEDED: lambda p: f"round {p.get('round')}'s envelope" + (f" (branch {p['branch']})" if p.get("branch") else ""),
 }
 
 

@@ -15,6 +15,7 @@ import time
 import click
 
 from ..store import open_store
+from ..goal.vocab import RecordType as R, Status
 from ..transport import control
 from ._common import format_event
 
@@ -203,14 +204,14 @@ def _follow(home: str, goal_id: str, say) -> bool:
         for e in store.events(goal_id, after=last):
             last = e["seq"]
             say(format_event(e))
-            if e["type"] == "verify":
+            if e["type"] == R.VERIFY:
                 for r in e["payload"]["results"]:
                     say(f"       {r['id']} {r['verdict'].upper()}: {' '.join(str(r['evidence']).split())[:160]}")
             if e["type"] in _NARRATION:
                 say(click.style(_NARRATION[e["type"]], bold=True))
         state, _ = store.load_goal(goal_id)
         envelope_done = state.envelope is None or state.envelope.status != "pending"
-        if state.status == "awaiting_signoff" and not signed and envelope_done:
+        if state.status == Status.AWAITING_SIGNOFF and not signed and envelope_done:
             control.call(home, "goal.signoff", {"id": goal_id})
             signed = True
             continue

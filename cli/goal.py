@@ -14,6 +14,7 @@ import click
 
 from ..config import config_path
 from ..exceptions import UsageError
+from ..goal.vocab import Status
 from ..goal import protect as protection
 from ..goal.criteria import check_command_problem, parse_criteria, parse_criteria_json
 from ..goal import validate
@@ -421,8 +422,6 @@ def goal_criteria(goal_id, path, as_json):
 @json_option
 def goal_steer(goal_id, message, as_json):
     """Tell the lead something: delivered in its next turn, exactly once."""
-    if not message.strip():
-        raise UsageError("the steer message is empty")
     _print_goal(_call("goal.steer", {"id": goal_id, "message": message}), as_json)
 
 
@@ -444,8 +443,6 @@ def goal_approve(goal_id, step, reject, as_json):
 @json_option
 def goal_budget(goal_id, tokens, seconds, cost, as_json):
     """Raise a goal's budget; a budget-limited goal resumes when it is no longer spent."""
-    if tokens is None and seconds is None and cost is None:
-        raise UsageError("give at least one of --tokens, --seconds, --cost")
     args = {"id": goal_id, "tokens": tokens, "seconds": seconds, "cost": cost}
     view = _call("goal.budget", {k: v for k, v in args.items() if v is not None})
     _print_goal(view, as_json)
@@ -455,7 +452,7 @@ def goal_budget(goal_id, tokens, seconds, cost, as_json):
         if r["left"] <= 0:
             flag = _BUDGET_FLAG[name]
             show = _BUDGET_FORMAT[name]
-            state = "stays budget_limited" if view["status"] == "budget_limited" else "stops at its next turn"
+            state = "stays budget_limited" if view["status"] == Status.BUDGET_LIMITED else "stops at its next turn"
             click.echo(
                 f"crewctl: the {name.replace('_usd', '')} budget of {show(r['limit'])} is still not more than what is "
                 f"spent ({show(r['spent'])}): the goal {state}; give {flag} more than that",
@@ -508,6 +505,4 @@ def goal_protect(goal_id, add, remove, rebaseline, db, as_json):
 @json_option
 def goal_send_back(goal_id, notes, as_json):
     """Send a passed goal back for rework: criteria reset, the lead gets your notes."""
-    if not notes.strip():
-        raise UsageError("--notes must say what to rework")
     _print_goal(_call("goal.send_back", {"id": goal_id, "notes": notes}), as_json)

@@ -17,6 +17,7 @@ import click
 from ..goal.model import TERMINAL
 from ..goal.prompts import REPORT_CAP
 from ..goal.reflect import outputs_settled
+from ..goal.vocab import RecordType as R
 from ..store import Store
 from ._common import db_option, duration, echo_json, human_time, json_option, read_store
 from ._feed import ChangeFeed
@@ -96,9 +97,9 @@ class _Workers:
                 if prompts:
                     entry["prompt"] = None  # a worker's prompt is not stored
                 self.entries[task] = entry
-            if e["type"] == "step_started":
+            if e["type"] == R.STEP_STARTED:
                 entry["started_at"], entry["host"] = e["at"], p.get("host")
-            elif e["type"] == "step_finished":
+            elif e["type"] == R.STEP_FINISHED:
                 if results is None:
                     results = _step_results(store, gid)
                 result = results.get((p.get("step"), task))

@@ -9,18 +9,19 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
+from ..goal.vocab import Status
 from ._common import duration, human_time, since_seconds
 
 __all__ = ["activity", "bar", "filter_goals", "list_table", "now_lines", "spend_lines", "spend_summary", "waits_for"]
 
 _WAITS = {
-    "awaiting_input": "your answers",
-    "awaiting_approval": "your approval of a step",
-    "awaiting_signoff": "your sign-off",
-    "blocked": "you: blocked",
-    "budget_limited": "a bigger budget",
-    "failed": "you: failed",
-    "paused": "resume",
+    Status.AWAITING_INPUT: "your answers",
+    Status.AWAITING_APPROVAL: "your approval of a step",
+    Status.AWAITING_SIGNOFF: "your sign-off",
+    Status.BLOCKED: "you: blocked",
+    Status.BUDGET_LIMITED: "a bigger budget",
+    Status.FAILED: "you: failed",
+    Status.PAUSED: "resume",
 }
 
 
@@ -46,7 +47,7 @@ def waits_for(g: dict[str, Any]) -> str:
     a = g.get("attention")
     if a:
         text = _WAITS.get(a["why"], a["why"])
-        if a["why"] in ("blocked", "failed", "budget_limited") and a.get("reason"):
+        if a["why"] in (Status.BLOCKED, Status.FAILED, Status.BUDGET_LIMITED) and a.get("reason"):
             text += f" ({a['reason']})"
         return text
     return _WAITS.get(g["status"], "")

@@ -7,6 +7,7 @@ import click
 from ..exceptions import Refused
 from ..goal.envelope import pr_title
 from ..goal.views import envelope_view
+from ..goal.vocab import Status
 from ..outputs import envelope as envelope_io
 from ._common import db_option, echo_json, json_option, read_store
 
@@ -33,7 +34,7 @@ def pr_command(goal_id, remote, open_pr, db, as_json):
     """
     store = read_store(db)
     state, _ = store.load_goal(store.resolve_id(goal_id))
-    if state.status not in ("awaiting_signoff", "done"):
+    if state.status not in (Status.AWAITING_SIGNOFF, Status.DONE):
         raise Refused(f"goal {state.id} is {state.status}; its PR envelope exists once the gate passed (awaiting_signoff or done)")
     env = envelope_view(state)
     if env is None:

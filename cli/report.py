@@ -19,6 +19,7 @@ import click
 from ..actors.starting_point import changed_files
 from ..exceptions import UsageError
 from ..store import Store
+from ..goal.vocab import RecordType as R
 from ._common import db_option, duration, human_time, read_store, resolve_home
 from .goal import goal_group
 
@@ -100,9 +101,9 @@ def dossier(store: Store, home: str, gid: str) -> dict[str, Any]:
 def _clarify(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rounds: dict[int, dict[str, Any]] = {}
     for e in events:
-        if e["type"] == "clarify":
+        if e["type"] == R.CLARIFY:
             rounds[e["payload"].get("seq")] = {"seq": e["payload"].get("seq"), "questions": e["payload"].get("questions") or [], "answers": None}
-        elif e["type"] == "answer" and e["payload"].get("seq") in rounds:
+        elif e["type"] == R.ANSWER and e["payload"].get("seq") in rounds:
             rounds[e["payload"]["seq"]]["answers"] = e["payload"].get("answers")
     return list(rounds.values())
 

@@ -36,6 +36,7 @@ from textual.widgets import DataTable, Footer, Input, Label, RichLog, Static
 
 from ..exceptions import CrewError
 from ..goal.model import TERMINAL
+from ..goal.vocab import RecordType as R, Status
 from ..store import Store
 from ..transport import control
 from . import mission
@@ -55,18 +56,18 @@ RECENT_MARGIN = 10.0  # seconds: how far back an incremental read of the goal li
 REPLY_LINES = 40  # lines of one reply shown there
 
 _STATUS_STYLE = {
-    "running": "bold green",
-    "scoping": "green",
-    "verifying": "bold cyan",
-    "awaiting_signoff": "bold yellow",
-    "awaiting_input": "bold yellow",
-    "awaiting_approval": "bold yellow",
-    "blocked": "bold red",
-    "budget_limited": "bold red",
-    "failed": "bold red",
-    "paused": "magenta",
-    "done": "dim",
-    "cancelled": "dim",
+    Status.RUNNING: "bold green",
+    Status.SCOPING: "green",
+    Status.VERIFYING: "bold cyan",
+    Status.AWAITING_SIGNOFF: "bold yellow",
+    Status.AWAITING_INPUT: "bold yellow",
+    Status.AWAITING_APPROVAL: "bold yellow",
+    Status.BLOCKED: "bold red",
+    Status.BUDGET_LIMITED: "bold red",
+    Status.FAILED: "bold red",
+    Status.PAUSED: "magenta",
+    Status.DONE: "dim",
+    Status.CANCELLED: "dim",
 }
 _VERDICT_STYLE = {"pass": "green", "fail": "bold red", "pending": "yellow"}
 
@@ -501,19 +502,19 @@ class GoalView(Screen):
 
 
 _EVENT_STYLE = {
-    "gate_passed": "bold green",
-    "gate_held": "bold red",
-    "blocked": "bold red",
-    "failed": "bold red",
-    "budget_limited": "bold red",
-    "hook_failed": "red",
-    "protected_changed": "bold red",
-    "ready": "cyan",
-    "verify": "cyan",
-    "steer": "magenta",
-    "clarify": "yellow",
-    "approval_needed": "yellow",
-    "done": "bold",
+    R.GATE_PASSED: "bold green",
+    R.GATE_HELD: "bold red",
+    R.BLOCKED: "bold red",
+    R.FAILED: "bold red",
+    R.BUDGET_LIMITED: "bold red",
+    R.HOOK_FAILED: "red",
+    R.PROTECTED_CHANGED: "bold red",
+    R.READY: "cyan",
+    R.VERIFY: "cyan",
+    R.STEER: "magenta",
+    R.CLARIFY: "yellow",
+    R.APPROVAL_NEEDED: "yellow",
+    R.DONE: "bold",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .model import GoalState
+from .vocab import ATTENTION, RecordType as R, Status
 
 __all__ = [
     "ATTENTION",
@@ -19,18 +20,16 @@ __all__ = [
     "hook_due",
 ]
 
-# Statuses in which nothing moves until the operator acts (docs/contracts.md, `goal wait`).
-ATTENTION = frozenset({"awaiting_input", "awaiting_approval", "awaiting_signoff", "blocked", "budget_limited", "failed"})
 # What `goal wait --for done` waits for.
-FINISHED = frozenset({"done", "cancelled"})
+FINISHED = frozenset({Status.DONE, Status.CANCELLED})
 # The timeline event that puts a goal into each attention state: its `at` is the "since".
 ENTRY_EVENTS = {
-    "awaiting_input": ("clarify",),
-    "awaiting_approval": ("approval_needed",),
-    "awaiting_signoff": ("gate_passed",),
-    "blocked": ("blocked",),
-    "budget_limited": ("budget_limited",),
-    "failed": ("failed",),
+    Status.AWAITING_INPUT: (R.CLARIFY,),
+    Status.AWAITING_APPROVAL: (R.APPROVAL_NEEDED,),
+    Status.AWAITING_SIGNOFF: (R.GATE_PASSED,),
+    Status.BLOCKED: (R.BLOCKED,),
+    Status.BUDGET_LIMITED: (R.BUDGET_LIMITED,),
+    Status.FAILED: (R.FAILED,),
 }
 
 
@@ -42,8 +41,8 @@ def attention_why(s: GoalState) -> str | None:
     """
     if s.status in ATTENTION:
         return s.status
-    if s.status == "scoping" and s.open_clarify is not None:
-        return "awaiting_input"
+    if s.status == Status.SCOPING and s.open_clarify is not None:
+        return Status.AWAITING_INPUT
     return None
 
 
@@ -51,8 +50,8 @@ def hook_due(old: GoalState | None, new: GoalState) -> str | None:
     """Which hook a transition from `old` to `new` fires: "on_attention" on each entry into
     an attention state (a move from one attention state to another is a new entry),
     "on_done" when the goal becomes done; None otherwise."""
-    if new.status == "done":
-        return "on_done" if old is None or old.status != "done" else None
+    if new.status == Status.DONE:
+        return "on_done" if old is None or old.status != Status.DONE else None
     why = attention_why(new)
     if why is None:
         return None

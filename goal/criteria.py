@@ -13,26 +13,13 @@ import re
 from typing import Any
 
 from ..exceptions import UsageError
-from .markers import collapse
+from .markers import check_command_problem, collapse
 from .model import Criterion
 
 __all__ = ["MAX_CRITERIA", "parse_criteria", "parse_criteria_json", "check_command_problem"]
 
 MAX_CRITERIA = 20
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029\x85]")
-
-
-def check_command_problem(command: str) -> str | None:
-    """Why a check command is unacceptable, or None. One line, no control characters:
-    it runs through a shell, so rejecting is safer than rewriting it."""
-    if not command.strip():
-        return "is empty"
-    if _CONTROL.search(command):
-        return "must be a single line without control characters"
-    if len(command) > 1000:
-        return "is longer than 1000 characters"
-    return None
 
 
 def parse_criteria(rows: list[dict[str, Any]]) -> tuple[Criterion, ...]:

@@ -20,6 +20,7 @@ from . import events as ev
 from .effects import Record, Release, SupersedeEnvelope, Transition
 from .markers import collapse
 from .model import HOLDS, TERMINAL, GoalState
+from .vocab import CriterionStatus, EnvelopeStatus, RecordType as R, Status
 
 __all__ = [
     "BRANCH_PREFIX",
@@ -44,9 +45,9 @@ def branch_name(goal_id: str) -> str:
 
 def gate_stands(s: GoalState) -> bool:
     """The passed gate still holds: waiting for sign-off (or held there), or signed off."""
-    if s.status in ("awaiting_signoff", "done"):
+    if s.status in (Status.AWAITING_SIGNOFF, Status.DONE):
         return True
-    return s.status in HOLDS and s.resume_to == "awaiting_signoff"
+    return s.status in HOLDS and s.resume_to == Status.AWAITING_SIGNOFF
 
 
 def settle(before: GoalState, transition: Transition) -> Transition:
@@ -57,37 +58,37 @@ def settle(before: GoalState, transition: Transition) -> Transition:
         return transition
     if not gate_stands(before) or gate_stands(after):
         return transition
-    superseded = replace(env, status="superseded")
+    superseded = replace(env, status=EnvelopeStatus.SUPERSEDED)
     return Transition(
         replace(after, envelope=superseded),
-        transition.records + (Record("envelope_superseded", {"round": env.round, "branch": env.branch, "commit": env.commit}),),
+        transition.records + (Record(R.ENVELOPE_SUPERSEDED, {"round": env.round, "branch": env.branch, "commit": env.commit}),),
         transition.effects + (SupersedeEnvelope(round=env.round, branch=env.branch, commit=env.commit),),
     )
 
 
 def on_built(state: GoalState, e: ev.EnvelopeBuilt) -> Transition:
     env = state.envelope
-    if env is None or env.round != e.round or env.status != "pending":
+    if env is None or env.round != e.round or env.status != EnvelopeStatus.PENDING:
         # Built for a round whose envelope no longer stands (sent back while it was being
         # made, or a later round passed): take down what was just made.
-        if e.error is None and (env is None or env.round != e.round or env.status == "superseded"):
+        if e.error is None and (env is None or env.round != e.round or env.status == EnvelopeStatus.SUPERSEDED):
             return Transition(state, (), (SupersedeEnvelope(round=e.round, branch=e.branch, commit=e.commit),))
         return Transition(state, (), ())
     if e.error is not None:
         error = collapse(e.error, 1000)
-        new = replace(env, status="failed", error=error, pr=e.pr)
-        record = Record("envelope", {"round": e.round, "ok": False, "error": error, "pr": e.pr})
+        new = replace(env, status=EnvelopeStatus.FAILED, error=error, pr=e.pr)
+        record = Record(R.ENVELOPE, {"round": e.round, "ok": False, "error": error, "pr": e.pr})
     else:
         files = tuple(e.files[:MAX_FILES])
-        new = replace(env, status="ready", branch=e.branch, commit=e.commit, base=e.base, files=files, pr=e.pr, patch=e.patch)
+        new = replace(env, status=EnvelopeStatus.READY, branch=e.branch, commit=e.commit, base=e.base, files=files, pr=e.pr, patch=e.patch)
         record = Record(
-            "envelope",
+            R.ENVELOPE,
             {"round": e.round, "ok": True, "branch": e.branch, "commit": e.commit, "base": e.base,
              "files": len(e.files), "pr": e.pr, "patch": e.patch},
         )
     after = replace(state, envelope=new)
     effects: tuple = ()
-    if state.status == "done":
+    if state.status == Status.DONE:
         from .reflect import outputs_settled
 
         if outputs_settled(after):
@@ -129,7 +130,7 @@ def pr_body(state: GoalState, events: Iterable[Mapping[str, Any]], *, round_no: 
     ]
     for c in state.criteria:
         how = f"check `{collapse(c.check, 300)}`" if c.check is not None else "judged by the verifier"
-        mark = "x" if c.status == "pass" else " "
+        mark = "x" if c.status == CriterionStatus.PASS else " "
         out.append(f"- [{mark}] **{c.id}** {collapse(c.text, 1000)} ({how})")
         if c.evidence:
             out.append(f"  > {collapse(c.evidence, 1500)}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .model import Criterion
+from .model import CheckRun, Criterion
 
 __all__ = [
     "ActorCrashed",
@@ -138,8 +138,7 @@ class TurnFinished:
 class RoundFinished:
     """A verifier turn of a gate round: crewctl's own check results plus the model's reply.
 
-    `checks` maps criterion id to {"exit": int | None, "output": str, "timed_out": bool};
-    it is None for a corrective verifier turn (the round's checks are already known).
+    `checks` maps criterion id to its CheckRun; it is None for a corrective verifier turn (the round's checks are already known).
     `text` is None when every criterion is a check command and no model ran.
     `protected` holds the protected-path findings as (path, kind, rule); None means the
     check did not run (protection off, or a corrective turn). `refused` says why the round
@@ -150,7 +149,7 @@ class RoundFinished:
     round: int
     turn: int
     text: str | None
-    checks: Mapping[str, Mapping[str, Any]] | None = None
+    checks: Mapping[str, CheckRun] | None = None
     usage: TurnUsage = TurnUsage()
     host_pid: int | None = None
     protected: tuple[tuple[str, str, str], ...] | None = None

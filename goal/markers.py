@@ -55,6 +55,7 @@ __all__ = [
     "SKILL_BODY_LIMIT",
     "SKILL_NAME",
     "Extraction",
+    "check_command_problem",
     "Marker",
     "MarkerError",
     "collapse",
@@ -332,6 +333,18 @@ _LANE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _UNSAFE_COMMAND = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+def check_command_problem(command: str) -> str | None:
+    """Why a check command may not run, or None: the one rule for a LOCK, `--check`, a
+    criteria file and a template, so a command refused from one is refused from all."""
+    if not command.strip(" \t"):
+        return "must be a non-empty command"
+    if _UNSAFE_COMMAND.search(command):
+        return "must be one line without control characters"
+    if len(command) > 1000:
+        return "must be at most 1000 characters"
+    return None
+
+
 def _items(obj: dict[str, Any], key: str, where: str, low: int, high: int) -> list[Any]:
     value = obj.get(key)
     if value is None:
@@ -409,12 +422,10 @@ def _lock(body: dict[str, Any]) -> dict[str, Any]:
 def _verify(value: Any, at: str) -> str | dict[str, str]:
     if isinstance(value, dict):
         command = value.get("run")
-        if not isinstance(command, str) or not command.strip(" \t"):
+        if not isinstance(command, str):
             raise _Invalid(f"{at}.run must be a non-empty command")
-        if _UNSAFE_COMMAND.search(command):
-            raise _Invalid(f"{at}.run must be one line without control characters")
-        if len(command) > 1000:
-            raise _Invalid(f"{at}.run must be at most 1000 characters")
+        if problem := check_command_problem(command):
+            raise _Invalid(f"{at}.run {problem}")
         return {"run": command}
     if not isinstance(value, str):
         raise _Invalid(f'{at} must be a string or {{"run": command}}')

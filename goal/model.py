@@ -9,12 +9,25 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
+from .vocab import (
+    ACTIVE,
+    HOLDS,
+    TERMINAL,
+    CriterionStatus,
+    EnvelopeStatus,
+    ReflectionStatus,
+    Status,
+    StepStatus,
+)
+
 __all__ = [
     "ACTIVE",
     "CRITERION_STATUSES",
     "ENVELOPE_STATUSES",
+    "GOAL_DEFAULTS",
     "REFLECTION_STATUSES",
     "Budget",
+    "CheckRun",
     "Envelope",
     "ClarifyRound",
     "Criterion",
@@ -33,32 +46,45 @@ __all__ = [
     "replace",
 ]
 
-STATUSES = (
-    "scoping",
-    "running",
-    "verifying",
-    "awaiting_signoff",
-    "done",
-    "awaiting_input",
-    "awaiting_approval",
-    "paused",
-    "blocked",
-    "budget_limited",
-    "cancelled",
-    "failed",
-)
-TERMINAL = frozenset({"done", "cancelled", "failed"})
-# Hold states remember where to resume (GoalState.resume_to).
-HOLDS = frozenset({"awaiting_input", "awaiting_approval", "paused", "blocked", "budget_limited"})
-# Statuses in which the crew works without waiting for the operator.
-ACTIVE = frozenset({"scoping", "running", "verifying", "awaiting_approval"})
-CRITERION_STATUSES = ("pending", "pass", "fail")
-STEP_STATUSES = ("pending", "in_progress", "completed", "failed", "skipped")
-# The PR envelope of a passed gate: being built, built, could not be built, or no longer
-# standing (sent back, or the gate re-opened).
-ENVELOPE_STATUSES = ("pending", "ready", "failed", "superseded")
-# The reflection after sign-off: to run (or running), recorded, or failed after its retry.
-REFLECTION_STATUSES = ("due", "ok", "failed")
+# The wire texts in the contract's order, as plain strings: click.Choice and other consumers
+# treat an Enum member by its name, not its value.
+STATUSES = tuple(x.value for x in Status)
+CRITERION_STATUSES = tuple(x.value for x in CriterionStatus)
+STEP_STATUSES = tuple(x.value for x in StepStatus)
+ENVELOPE_STATUSES = tuple(x.value for x in EnvelopeStatus)
+REFLECTION_STATUSES = tuple(x.value for x in ReflectionStatus)
+
+# Every per-goal default, in one place: GoalState's fields, phases.GoalSettings, the config's
+# [defaults] (which may override each of them) and `goal new` all start from these.
+GOAL_DEFAULTS: Mapping[str, Any] = {
+    "attempt_cap": 5,
+    "max_auto_turns": 20,
+    "max_turns": 200,
+    "check_timeout": 600.0,
+    "replan_budget": 2,
+    "step_attempts": 3,
+}
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """What one check command did: its exit code (None when it was stopped or never
+    started), the tail of its output, and whether its timeout stopped it."""
+
+    exit: int | None = None
+    output: str = ""
+    timed_out: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return self.exit == 0 and not self.timed_out
+
+    @classmethod
+    def of(cls, value: "CheckRun | Mapping[str, Any]") -> "CheckRun":
+        """A CheckRun from itself or from the plain mapping goal rows stored before it existed."""
+        if isinstance(value, CheckRun):
+            return value
+        return cls(exit=value.get("exit"), output=str(value.get("output", "")), timed_out=bool(value.get("timed_out")))
 
 
 @dataclass(frozen=True)
@@ -66,7 +92,7 @@ class Criterion:
     id: str
     text: str
     verify: str | Mapping[str, str]  # instructions for the verifier, or {"run": command}
-    status: str = "pending"
+    status: str = CriterionStatus.PENDING
     evidence: str | None = None
 
     @property
@@ -107,7 +133,7 @@ class Step:
     lane: str | None = None
     needs_approval: bool = False
     approved: bool = False
-    status: str = "pending"
+    status: str = StepStatus.PENDING
     attempts: int = 0  # dispatches that ended in failure or a lost host
     task: str | None = None  # id of the task currently carrying this step; results must match it
     dispatches: int = 0
@@ -186,7 +212,7 @@ class Envelope:
     """The PR envelope of the passed gate round `round` (docs/contracts.md, "Durable outputs")."""
 
     round: int
-    status: str = "pending"  # ENVELOPE_STATUSES
+    status: str = EnvelopeStatus.PENDING
     branch: str | None = None  # crewctl/<goal id>
     commit: str | None = None
     base: str | None = None  # the commit it is on: the goal's starting commit
@@ -202,7 +228,7 @@ class GoalState:
     objective: str
     workspace: str
     created_at: str
-    status: str = "scoping"
+    status: str = Status.SCOPING
     resume_to: str | None = None
     reason: str | None = None
     roster: Mapping[str, str] = field(default_factory=dict)  # role -> brain spec
@@ -216,8 +242,8 @@ class GoalState:
     steps: tuple[Step, ...] = ()
     reports: tuple[Report, ...] = ()
     replans: int = 0
-    replan_budget: int = 2
-    step_attempts: int = 3
+    replan_budget: int = GOAL_DEFAULTS["replan_budget"]
+    step_attempts: int = GOAL_DEFAULTS["step_attempts"]
 
     steers: tuple[Steer, ...] = ()  # queued, not yet delivered
     steers_sent: int = 0  # steer ids are 1, 2, 3... per goal
@@ -235,16 +261,16 @@ class GoalState:
     round_revision: int | None = None
     ready_summary: str | None = None
     ready_evidence: tuple[str, ...] = ()
-    round_checks: Mapping[str, Mapping[str, Any]] | None = None
+    round_checks: Mapping[str, CheckRun] | None = None
     last_failures: tuple[tuple[str, str], ...] = ()  # (criterion id, evidence) of the last held round
     fingerprints: tuple[str, ...] = ()  # of the last held rounds, newest last
 
     attempt: int = 0
-    attempt_cap: int = 5
+    attempt_cap: int = GOAL_DEFAULTS["attempt_cap"]
     auto_turns: int = 0  # continuation turns in a row with no marker
-    max_auto_turns: int = 20
+    max_auto_turns: int = GOAL_DEFAULTS["max_auto_turns"]
     run_turns: int = 0  # automatic turns this run
-    max_turns: int = 200
+    max_turns: int = GOAL_DEFAULTS["max_turns"]
     lead_corrections: int = 0
     verifier_corrections: int = 0
     restarts: tuple[float, ...] = ()  # epoch seconds of recent actor restarts
@@ -253,7 +279,7 @@ class GoalState:
     spend: Spend = Spend()
     wind_down: bool = False  # the one wind-down turn for the current limit has been started
 
-    check_timeout: float = 600.0
+    check_timeout: float = GOAL_DEFAULTS["check_timeout"]
     # Where the workspace stood when the goal was created (e.g. {"kind": "git", "commit":
     # sha}), so the report can list the files changed since; None if it could not be told.
     start: Mapping[str, Any] | None = None
@@ -293,6 +319,8 @@ class GoalState:
 
 # Rebuilding nested frozen dataclasses from JSON: tuples of dataclasses and optional ones.
 _NESTED: dict[tuple[type, str], type] = {}
+# Mappings of id to a dataclass with its own `of` (which also reads the older plain shape).
+_MAPPED: dict[tuple[type, str], Any] = {}
 
 
 def _build(cls: type, data: Mapping[str, Any]):
@@ -309,6 +337,8 @@ def _value(cls: type, name: str, value: Any) -> Any:
     inner = _NESTED.get((cls, name))
     if value is None:
         return None
+    if (cls, name) in _MAPPED:
+        return {k: _MAPPED[(cls, name)].of(v) for k, v in value.items()}
     if inner is not None:
         if isinstance(value, list):
             return tuple(_build(inner, v) for v in value)
@@ -333,3 +363,4 @@ _NESTED.update(
         (ClarifyRound, "questions"): Question,
     }
 )
+_MAPPED[(GoalState, "round_checks")] = CheckRun

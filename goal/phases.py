@@ -19,7 +19,7 @@ import hashlib
 import json
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from ..exceptions import Refused
 from . import envelope, reflect
@@ -42,14 +42,13 @@ from .effects import (
     WakeAt,
 )
 from .model import (
-    HOLDS,
-    TERMINAL,
+    GOAL_DEFAULTS,
     Budget,
+    CheckRun,
     ClarifyRound,
     Criterion,
     Envelope,
     GoalState,
-    InFlight,
     Protect,
     Question,
     Report,
@@ -57,17 +56,30 @@ from .model import (
     Steer,
     Step,
 )
+from .turns import start_turn, text_bytes
+from .vocab import (
+    HOLDS,
+    OPERATOR_HOLDS,
+    TERMINAL,
+    CriterionStatus,
+    EnvelopeStatus,
+    RecordType as R,
+    ReflectionStatus,
+    Status,
+    StepStatus,
+    status_after_hold,
+)
 
 __all__ = ["GoalSettings", "new_goal", "new_run", "step", "spent", "LEAD_KINDS"]
 
 LEAD_KINDS = frozenset({"clarify", "lock", "plan", "ready", "blocked"})
 # Where each lead marker may act. PLAN is also allowed in scoping next to a LOCK.
 _LEAD_STATUSES = {
-    "clarify": frozenset({"scoping", "running"}),
-    "lock": frozenset({"scoping"}),
-    "plan": frozenset({"running"}),
-    "ready": frozenset({"running", "awaiting_signoff"}),
-    "blocked": frozenset({"scoping", "running", "awaiting_signoff"}),
+    "clarify": frozenset({Status.SCOPING, Status.RUNNING}),
+    "lock": frozenset({Status.SCOPING}),
+    "plan": frozenset({Status.RUNNING}),
+    "ready": frozenset({Status.RUNNING, Status.AWAITING_SIGNOFF}),
+    "blocked": frozenset({Status.SCOPING, Status.RUNNING, Status.AWAITING_SIGNOFF}),
 }
 MAX_TURN_RETRIES = 3  # failed turns in a row before the goal blocks with the error
 MAX_USAGE_LIMITED = 5  # provider usage-limit errors in a row before `usage_limited`
@@ -88,12 +100,12 @@ class GoalSettings:
         *,
         roster: dict[str, str],
         budget: Budget = Budget(),
-        attempt_cap: int = 5,
-        max_auto_turns: int = 20,
-        max_turns: int = 200,
-        check_timeout: float = 600.0,
-        replan_budget: int = 2,
-        step_attempts: int = 3,
+        attempt_cap: int = GOAL_DEFAULTS["attempt_cap"],
+        max_auto_turns: int = GOAL_DEFAULTS["max_auto_turns"],
+        max_turns: int = GOAL_DEFAULTS["max_turns"],
+        check_timeout: float = GOAL_DEFAULTS["check_timeout"],
+        replan_budget: int = GOAL_DEFAULTS["replan_budget"],
+        step_attempts: int = GOAL_DEFAULTS["step_attempts"],
         protect: Protect = Protect(),
         briefing: str | None = None,
         base_commit: str | None = None,
@@ -150,7 +162,7 @@ class _T:
     def done(self) -> Transition:
         if self.unrecorded:
             self.emit(
-                "markers_capped",
+                R.MARKERS_CAPPED,
                 role=self.mark_role,
                 recorded=self.marks,
                 ignored=self.unrecorded.get("marker_ignored", 0),
@@ -204,7 +216,7 @@ def new_goal(
     )
     t = _T(state, now)
     t.emit(
-        "goal_created",
+        R.GOAL_CREATED,
         objective=objective,
         workspace=workspace,
         roster=dict(settings.roster),
@@ -213,7 +225,7 @@ def new_goal(
         **({"start": start} if start else {}),
     )
     if settings.protect.off:
-        t.emit("protect_off", reason=settings.protect.off)
+        t.emit(R.PROTECT_OFF, reason=settings.protect.off)
     if criteria:
         _lock(t, criteria, statement=None, by="operator")
         _lead_turn(t, "work", automatic=False)
@@ -228,7 +240,7 @@ def new_goal(
 
 def step(state: GoalState, event: ev.Event, now: datetime) -> Transition:
     """Apply one event. Raises Refused (and changes nothing) when the goal's rules say no."""
-    if type(event) in reflect.EVENTS or (type(event) is ev.Recover and state.status == "done"):
+    if type(event) in reflect.EVENTS or (type(event) is ev.Recover and state.status == Status.DONE):
         return reflect.step(state, event, now)  # durable outputs go on after sign-off
     if type(event) is ev.EnvelopeBuilt:
         return envelope.on_built(state, event)
@@ -260,26 +272,23 @@ def _lead_turn(t: _T, kind: str, *, automatic: bool) -> None:
     if automatic and s.run_turns >= s.max_turns:
         _block(t, "max_turns", f"{s.max_turns} automatic turns this run")
         return
-    turn = s.turn + 1
     delivered = s.steers[: prompts.MAX_STEERS_PER_TURN]
     prompt = prompts.lead_prompt(s, kind)
-    t.set(
-        turn=turn,
-        in_flight=InFlight(turn=turn, role="lead", kind=kind, prompt=prompt, revision=s.revision),
+    turn = start_turn(
+        t,
+        role="lead",
+        kind=kind,
+        prompt=prompt,
+        revision=s.revision,
+        delivering=delivered,
+        # What the prompt delivered is spent with it:
         steers=s.steers[len(delivered) :],
         reports=(),
         notes=None if kind == "rework" else s.notes,
         run_turns=s.run_turns + (1 if automatic else 0),
         retry_at=None,
     )
-    t.emit("turn_started", turn=turn, role="lead", kind=kind, prompt_bytes=_bytes(prompt))
-    for steer in delivered:
-        t.emit("steer_delivered", steer=steer.id, turn=turn)
     t.do(RunLeadTurn(turn=turn, kind=kind, prompt=prompt, time_left=_time_left(t.state, kind)))
-
-
-def _bytes(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def _time_left(s: GoalState, kind: str) -> float | None:
@@ -312,27 +321,27 @@ def _on_turn_finished(t: _T, e: ev.TurnFinished) -> None:
     f = s.in_flight
     if f is None or f.role != "lead" or f.turn != e.turn or f.interrupted:
         return  # a stale or cancelled turn's reply changes nothing
-    if s.status not in ("scoping", "running", "awaiting_signoff", "budget_limited"):
+    if s.status not in (Status.SCOPING, Status.RUNNING, Status.AWAITING_SIGNOFF, Status.BUDGET_LIMITED):
         return
     _account(t, e.usage)
-    t.emit("turn_finished", turn=e.turn, role="lead", kind=f.kind, usage=_usage_dict(e.usage), reply_bytes=_bytes(e.text))
+    t.emit(R.TURN_FINISHED, turn=e.turn, role="lead", kind=f.kind, usage=_usage_dict(e.usage), reply_bytes=text_bytes(e.text))
     t.set(in_flight=None, errors_in_row=0, last_error=None, retry_at=None, usage_waits=0)
     extraction = markers.extract(e.text)
 
     if f.kind == "wind_down":
         for m in extraction.markers:
             t.mark("marker_ignored", kind=m.kind, line=m.line, role="lead", reason="wind-down turn")
-        t.emit("wind_down", turn=e.turn, report=markers.collapse(extraction.text, 4000))
+        t.emit(R.WIND_DOWN, turn=e.turn, report=markers.collapse(extraction.text, 4000))
         return
 
     status = t.state.status
-    has_lock = any(m.kind == "lock" for m in extraction.markers) and status == "scoping"
+    has_lock = any(m.kind == "lock" for m in extraction.markers) and status == Status.SCOPING
 
     def allowed(kind: str) -> str | None:
         """None if the lead may use this kind now, else why not."""
         if kind not in LEAD_KINDS:
             return f"the lead may not send {kind.upper()}"
-        if kind in ("plan", "ready") and status == "scoping" and has_lock:
+        if kind in ("plan", "ready") and status == Status.SCOPING and has_lock:
             return None  # judged together with the LOCK below
         if status not in _LEAD_STATUSES[kind]:
             return f"{kind.upper()} is not accepted while the goal is {status}"
@@ -365,7 +374,7 @@ def _on_turn_finished(t: _T, e: ev.TurnFinished) -> None:
     t.set(lead_corrections=0)
 
     if not live:
-        if status == "awaiting_signoff":
+        if status == Status.AWAITING_SIGNOFF:
             return  # a steer turn after the gate passed; the operator decides next
         _continue(t)
         return
@@ -426,14 +435,8 @@ def _corrective_lead_turn(t: _T, errors: list[tuple[str, int, str]]) -> None:
     if which := spent(s):
         _budget_limited(t, which)
         return
-    turn = s.turn + 1
     prompt = prompts.corrective_lead_prompt(s, errors[:MAX_MARKER_RECORDS])
-    t.set(
-        turn=turn,
-        in_flight=InFlight(turn=turn, role="lead", kind="corrective", prompt=prompt, revision=s.revision),
-        run_turns=s.run_turns + 1,
-    )
-    t.emit("turn_started", turn=turn, role="lead", kind="corrective", prompt_bytes=_bytes(prompt))
+    turn = start_turn(t, role="lead", kind="corrective", prompt=prompt, revision=s.revision, run_turns=s.run_turns + 1)
     t.do(RunLeadTurn(turn=turn, kind="corrective", prompt=prompt, time_left=_time_left(t.state, "corrective")))
 
 
@@ -449,19 +452,19 @@ def _open_clarify(t: _T, payload: dict) -> None:
     )
     t.set(clarify=s.clarify + (ClarifyRound(seq=seq, questions=questions, intro=payload.get("intro")),))
     t.emit(
-        "clarify",
+        R.CLARIFY,
         seq=seq,
         intro=payload.get("intro"),
         questions=[{"id": q.id, "text": q.text, "options": list(q.options), "multi": q.multi} for q in questions],
     )
-    if s.status == "running":
-        t.set(status="awaiting_input", resume_to="running")
+    if s.status == Status.RUNNING:
+        t.set(status=Status.AWAITING_INPUT, resume_to=Status.RUNNING)
 
 
 def _on_answer(t: _T, e: ev.Answer) -> None:
     s = t.state
     open_round = s.open_clarify
-    if open_round is None or s.status not in ("scoping", "awaiting_input"):
+    if open_round is None or s.status not in (Status.SCOPING, Status.AWAITING_INPUT):
         raise Refused(f"goal {s.id} has no open question (status {s.status})")
     if e.seq is not None and e.seq != open_round.seq:
         raise Refused(f"stale answer: questions round {e.seq} is closed; the open round is {open_round.seq}")
@@ -476,9 +479,9 @@ def _on_answer(t: _T, e: ev.Answer) -> None:
         answers[qid] = _check_option(q, answer)
     rounds = s.clarify[:-1] + (replace(open_round, answers=answers),)
     t.set(clarify=rounds)
-    t.emit("answer", seq=open_round.seq, answers=answers)
-    if s.status == "awaiting_input":
-        t.set(status=s.resume_to or "running", resume_to=None)
+    t.emit(R.ANSWER, seq=open_round.seq, answers=answers)
+    if s.status == Status.AWAITING_INPUT:
+        t.set(status=status_after_hold(s.resume_to), resume_to=None)
     _lead_turn(t, "answer", automatic=False)
 
 
@@ -504,13 +507,13 @@ def _check_option(q: Question, answer: str) -> str:
 def _lock(t: _T, criteria: tuple[Criterion, ...], *, statement: str | None, by: str) -> None:
     s = t.state
     t.set(
-        criteria=tuple(replace(c, status="pending", evidence=None) for c in criteria),
+        criteria=tuple(replace(c, status=CriterionStatus.PENDING, evidence=None) for c in criteria),
         statement=statement,
         revision=s.revision + 1,
-        status="running",
+        status=Status.RUNNING,
         resume_to=None,
     )
-    t.emit("lock", by=by, revision=s.revision + 1, criteria=[_criterion_dict(c) for c in t.state.criteria], statement=statement)
+    t.emit(R.LOCK, by=by, revision=s.revision + 1, criteria=[_criterion_dict(c) for c in t.state.criteria], statement=statement)
     _owe_baseline(t, protection.FULL, "lock")
 
 
@@ -521,7 +524,7 @@ def _plan(t: _T, steps: list[dict]) -> None:
     s = t.state
     plan_no = s.plan + 1
     kept = tuple(
-        replace(st, status="skipped") if st.status in ("pending", "in_progress") else st for st in s.steps
+        replace(st, status=StepStatus.SKIPPED) if st.status in (StepStatus.PENDING, StepStatus.IN_PROGRESS) else st for st in s.steps
     )
     base = len(s.steps)
     new = tuple(
@@ -537,19 +540,19 @@ def _plan(t: _T, steps: list[dict]) -> None:
     )
     t.set(plan=plan_no, steps=kept + new)
     t.emit(
-        "plan",
+        R.PLAN,
         plan=plan_no,
         steps=[{"id": st.id, "title": st.title, "lane": st.lane, "needs_approval": st.needs_approval} for st in new],
     )
     for st in new:
         if st.needs_approval:
-            t.emit("approval_needed", step=st.id, title=st.title)
+            t.emit(R.APPROVAL_NEEDED, step=st.id, title=st.title)
     _dispatch_runnable(t)
 
 
 def _dispatching(s: GoalState) -> bool:
     """Steps of the current plan still running or waiting for approval."""
-    return any(st.plan == s.plan and st.status in ("pending", "in_progress") for st in s.steps)
+    return any(st.plan == s.plan and st.status in (StepStatus.PENDING, StepStatus.IN_PROGRESS) for st in s.steps)
 
 
 def _dispatch_runnable(t: _T) -> None:
@@ -558,22 +561,22 @@ def _dispatch_runnable(t: _T) -> None:
     A spent budget queues nothing: the steps stay pending and the goal winds down; a raise
     dispatches them."""
     s = t.state
-    if s.status in ("running", "awaiting_approval", "scoping") and (which := spent(s)):
-        if any(st.plan == s.plan and st.status == "pending" for st in s.steps):
+    if s.status in (Status.RUNNING, Status.AWAITING_APPROVAL, Status.SCOPING) and (which := spent(s)):
+        if any(st.plan == s.plan and st.status == StepStatus.PENDING for st in s.steps):
             _budget_limited(t, which)
             return
     waiting = False
     steps = list(s.steps)
     for i, st in enumerate(steps):
-        if st.plan != s.plan or st.status != "pending":
+        if st.plan != s.plan or st.status != StepStatus.PENDING:
             continue
         if st.needs_approval and not st.approved:
             waiting = True
             continue
         steps[i] = _dispatch(t, st)
     t.set(steps=tuple(steps))
-    if waiting and t.state.status == "running":
-        t.set(status="awaiting_approval", resume_to="running")
+    if waiting and t.state.status == Status.RUNNING:
+        t.set(status=Status.AWAITING_APPROVAL, resume_to=Status.RUNNING)
 
 
 def _dispatch(t: _T, st: Step, delay: float = 0.0) -> Step:
@@ -589,8 +592,8 @@ def _dispatch(t: _T, st: Step, delay: float = 0.0) -> Step:
             not_before=not_before,
         )
     )
-    t.emit("step_queued", step=st.id, task=task, lane=st.lane, not_before=not_before)
-    return replace(st, status="in_progress", task=task, dispatches=dispatches, holder=None)
+    t.emit(R.STEP_QUEUED, step=st.id, task=task, lane=st.lane, not_before=not_before)
+    return replace(st, status=StepStatus.IN_PROGRESS, task=task, dispatches=dispatches, holder=None)
 
 
 def _replace_step(t: _T, new: Step) -> None:
@@ -599,18 +602,18 @@ def _replace_step(t: _T, new: Step) -> None:
 
 def _current_task(t: _T, step_id: str, task: str, host: str | None) -> Step | None:
     st = t.state.step_by_id(step_id)
-    if st is None or st.status != "in_progress" or st.task != task:
-        t.emit("task_late", step=step_id, task=task, host=host)
+    if st is None or st.status != StepStatus.IN_PROGRESS or st.task != task:
+        t.emit(R.TASK_LATE, step=step_id, task=task, host=host)
         return None
     return st
 
 
 def _on_step_assigned(t: _T, e: ev.StepAssigned) -> None:
     st = t.state.step_by_id(e.step)
-    if st is None or st.task != e.task or st.status != "in_progress":
+    if st is None or st.task != e.task or st.status != StepStatus.IN_PROGRESS:
         return
     _replace_step(t, replace(st, holder=e.host))
-    t.emit("step_started", step=e.step, task=e.task, host=e.host)
+    t.emit(R.STEP_STARTED, step=e.step, task=e.task, host=e.host)
 
 
 def _on_step_finished(t: _T, e: ev.StepFinished) -> None:
@@ -622,9 +625,9 @@ def _on_step_finished(t: _T, e: ev.StepFinished) -> None:
     ignored = markers.extract(e.text).markers
     for m in ignored:
         t.mark("marker_ignored", kind=m.kind, line=m.line, role="worker", reason="workers move nothing")
-    _replace_step(t, replace(st, status="completed", holder=e.host, result=result))
+    _replace_step(t, replace(st, status=StepStatus.COMPLETED, holder=e.host, result=result))
     t.emit(
-        "step_finished",
+        R.STEP_FINISHED,
         step=e.step,
         task=e.task,
         host=e.host,
@@ -644,19 +647,19 @@ def _on_step_failed(t: _T, e: ev.StepFailed) -> None:
         return
     attempts = st.attempts + 1
     error = markers.collapse(e.error, 1000)
-    if attempts < t.state.step_attempts and t.state.status not in ("paused",):
-        t.emit("step_retry", step=e.step, task=e.task, host=e.host, attempt=attempts, error=error, lost=e.lost)
+    if attempts < t.state.step_attempts and t.state.status not in (Status.PAUSED,):
+        t.emit(R.STEP_RETRY, step=e.step, task=e.task, host=e.host, attempt=attempts, error=error, lost=e.lost)
         if which := spent(t.state):
             # No new worker turn on a spent budget: the step waits, pending, for a raise.
-            _replace_step(t, replace(st, status="pending", attempts=attempts, task=None, holder=None))
-            if t.state.status in ("running", "awaiting_approval"):
+            _replace_step(t, replace(st, status=StepStatus.PENDING, attempts=attempts, task=None, holder=None))
+            if t.state.status in (Status.RUNNING, Status.AWAITING_APPROVAL):
                 _budget_limited(t, which)
             return
         delay = min(2.0**attempts, 60.0)
         _replace_step(t, _dispatch(t, replace(st, attempts=attempts), delay=delay))
         return
-    _replace_step(t, replace(st, status="failed", attempts=attempts, holder=None, result=error))
-    t.emit("step_failed", step=e.step, task=e.task, host=e.host, attempts=attempts, error=error)
+    _replace_step(t, replace(st, status=StepStatus.FAILED, attempts=attempts, holder=None, result=error))
+    t.emit(R.STEP_FAILED, step=e.step, task=e.task, host=e.host, attempts=attempts, error=error)
     t.set(reports=t.state.reports + (Report(kind="step_failed", text=error, step=e.step),))
     _after_steps(t)
 
@@ -664,11 +667,11 @@ def _on_step_failed(t: _T, e: ev.StepFailed) -> None:
 def _after_steps(t: _T) -> None:
     """When the current plan settles, the lead gets the reports (or a replan turn)."""
     s = t.state
-    if _dispatching(s) or s.status not in ("running", "awaiting_approval"):
+    if _dispatching(s) or s.status not in (Status.RUNNING, Status.AWAITING_APPROVAL):
         return
-    if s.status == "awaiting_approval":
-        t.set(status=s.resume_to or "running", resume_to=None)
-    failed = any(st.plan == s.plan and st.status == "failed" for st in s.steps)
+    if s.status == Status.AWAITING_APPROVAL:
+        t.set(status=status_after_hold(s.resume_to), resume_to=None)
+    failed = any(st.plan == s.plan and st.status == StepStatus.FAILED for st in s.steps)
     if failed:
         replans = s.replans + 1
         t.set(replans=replans)
@@ -685,22 +688,22 @@ def _on_approve(t: _T, e: ev.Approve) -> None:
     st = s.step_by_id(e.step)
     if st is None:
         raise Refused(f"goal {s.id} has no step {e.step!r}")
-    if not st.needs_approval or st.approved or st.status != "pending":
+    if not st.needs_approval or st.approved or st.status != StepStatus.PENDING:
         raise Refused(f"step {e.step} is not waiting for approval (it is {st.status})")
-    if s.status in ("paused", "blocked", "budget_limited"):
+    if s.status in OPERATOR_HOLDS:
         raise Refused(f"goal {s.id} is {s.status}; resume it first")
     if e.reject:
-        _replace_step(t, replace(st, status="skipped"))
-        t.emit("rejected", step=e.step)
+        _replace_step(t, replace(st, status=StepStatus.SKIPPED))
+        t.emit(R.REJECTED, step=e.step)
         t.set(reports=t.state.reports + (Report(kind="step_rejected", text=st.title, step=e.step),))
     else:
-        t.emit("approved", step=e.step)
+        t.emit(R.APPROVED, step=e.step)
         _replace_step(t, _dispatch(t, replace(st, approved=True)))
     still_waiting = any(
-        x.plan == t.state.plan and x.status == "pending" and x.needs_approval and not x.approved for x in t.state.steps
+        x.plan == t.state.plan and x.status == StepStatus.PENDING and x.needs_approval and not x.approved for x in t.state.steps
     )
-    if not still_waiting and t.state.status == "awaiting_approval":
-        t.set(status=t.state.resume_to or "running", resume_to=None)
+    if not still_waiting and t.state.status == Status.AWAITING_APPROVAL:
+        t.set(status=status_after_hold(t.state.resume_to), resume_to=None)
     _after_steps(t)
 
 
@@ -712,7 +715,7 @@ def _ready(t: _T, payload: dict) -> None:
     round_no = s.round + 1
     turn = s.turn + 1
     t.set(
-        status="verifying",
+        status=Status.VERIFYING,
         round=round_no,
         round_revision=s.revision,
         ready_summary=payload["summary"],
@@ -720,8 +723,8 @@ def _ready(t: _T, payload: dict) -> None:
         round_checks=None,
         verifier_corrections=0,
     )
-    t.emit("ready", round=round_no, summary=payload["summary"], evidence=list(payload.get("evidence") or ()))
-    t.emit("round_started", round=round_no, revision=s.revision)
+    t.emit(R.READY, round=round_no, summary=payload["summary"], evidence=list(payload.get("evidence") or ()))
+    t.emit(R.ROUND_STARTED, round=round_no, revision=s.revision)
     _start_round(t, turn, rerun=False)
 
 
@@ -737,11 +740,7 @@ def _start_round(t: _T, turn: int, *, rerun: bool) -> None:
     prompt = prompts.verifier_prompt(s)
     # The prompt rides in InFlight so the turn table stores it (`goal logs --prompts`); a
     # round where only check commands run sends no prompt to anyone, so none is stored.
-    t.set(
-        turn=max(s.turn, turn),
-        in_flight=InFlight(turn=turn, role="verifier", kind="verify", round=s.round, prompt=prompt if model_needed else ""),
-    )
-    t.emit("turn_started", turn=turn, role="verifier", kind="verify", round=s.round, **({"rerun": True} if rerun else {}))
+    start_turn(t, role="verifier", kind="verify", prompt=prompt if model_needed else "", turn=turn, round=s.round, rerun=rerun)
     t.do(
         StartRound(
             round=s.round,
@@ -760,7 +759,7 @@ def _on_round_finished(t: _T, e: ev.RoundFinished) -> None:
     s = t.state
     f = s.in_flight
     if (
-        s.status != "verifying"
+        s.status != Status.VERIFYING
         or f is None
         or f.role != "verifier"
         or f.turn != e.turn
@@ -769,10 +768,10 @@ def _on_round_finished(t: _T, e: ev.RoundFinished) -> None:
     ):
         return  # a verdict for another round, or from a verifier we stopped, moves nothing
     _account(t, e.usage)
-    t.emit("turn_finished", turn=e.turn, role="verifier", round=e.round, usage=_usage_dict(e.usage), host_pid=e.host_pid)
+    t.emit(R.TURN_FINISHED, turn=e.turn, role="verifier", round=e.round, usage=_usage_dict(e.usage), host_pid=e.host_pid)
     t.set(in_flight=None, errors_in_row=0, last_error=None, retry_at=None, usage_waits=0)
-    checks = e.checks if e.checks is not None else (s.round_checks or {})
-    t.set(round_checks=dict(checks))
+    checks = {cid: CheckRun.of(run) for cid, run in (e.checks if e.checks is not None else (s.round_checks or {})).items()}
+    t.set(round_checks=checks)
     if _held_before_checks(t, e):
         return
 
@@ -806,14 +805,8 @@ def _on_round_finished(t: _T, e: ev.RoundFinished) -> None:
                 _budget_limited(t, which)
                 return
             if s.verifier_corrections < 1:
-                turn = s.turn + 1
                 prompt = prompts.corrective_verifier_prompt(t.state, reason)
-                t.set(
-                    verifier_corrections=1,
-                    turn=turn,
-                    in_flight=InFlight(turn=turn, role="verifier", kind="corrective", round=s.round, prompt=prompt),
-                )
-                t.emit("turn_started", turn=turn, role="verifier", kind="corrective", round=s.round)
+                turn = start_turn(t, role="verifier", kind="corrective", prompt=prompt, round=s.round, verifier_corrections=1)
                 t.do(RunVerifierTurn(round=s.round, turn=turn, prompt=prompt))
                 return
             model_verdicts = {c.id: ("fail", f"the verifier gave no valid verdict ({reason})") for c in s.criteria}
@@ -829,7 +822,7 @@ def _merge_verdicts(results: list[dict], known: set[str], t: _T) -> dict[str, tu
     for r in results:
         cid = r["id"]
         if cid not in known:
-            t.emit("verdict_dropped", id=cid, reason="no such criterion")
+            t.emit(R.VERDICT_DROPPED, id=cid, reason="no such criterion")
             continue
         verdict, evidence = r["verdict"], r.get("evidence", "")
         if cid in merged:
@@ -840,7 +833,7 @@ def _merge_verdicts(results: list[dict], known: set[str], t: _T) -> dict[str, tu
     return merged
 
 
-def _decide(t: _T, model: dict[str, tuple[str, str]], checks: dict, host_pid: int | None) -> None:
+def _decide(t: _T, model: dict[str, tuple[str, str]], checks: Mapping[str, CheckRun], host_pid: int | None) -> None:
     s = t.state
     results = []
     for c in s.criteria:
@@ -849,7 +842,7 @@ def _decide(t: _T, model: dict[str, tuple[str, str]], checks: dict, host_pid: in
             if run is None:
                 verdict, evidence = "fail", "the check command did not run"
             else:
-                verdict = "pass" if run.get("exit") == 0 and not run.get("timed_out") else "fail"
+                verdict = "pass" if run.passed else "fail"
                 evidence = _check_evidence(c.check, run)
             source = "check"
         elif c.id in model:
@@ -860,13 +853,13 @@ def _decide(t: _T, model: dict[str, tuple[str, str]], checks: dict, host_pid: in
         results.append({"id": c.id, "verdict": verdict, "evidence": evidence, "source": source})
 
     stale = s.revision != s.round_revision
-    t.emit("verify", round=s.round, revision=s.round_revision, results=results, stale=stale, host_pid=host_pid)
+    t.emit(R.VERIFY, round=s.round, revision=s.round_revision, results=results, stale=stale, host_pid=host_pid)
     if stale:
         # What "done" means changed while the verifier worked: the verdict binds to the old
         # criteria, so it cannot open the gate. The lead sees why; no attempt is charged.
-        t.emit("gate_held", round=s.round, failed=[], reason="criteria changed during verification")
+        t.emit(R.GATE_HELD, round=s.round, failed=[], reason="criteria changed during verification")
         t.do(EndRound(round=s.round, keep_snapshot=False))
-        t.set(status="running", reports=s.reports + (Report(kind="stale_round", text="verdict discarded"),))
+        t.set(status=Status.RUNNING, reports=s.reports + (Report(kind="stale_round", text="verdict discarded"),))
         _lead_turn(t, "held", automatic=True)
         return
 
@@ -875,22 +868,22 @@ def _decide(t: _T, model: dict[str, tuple[str, str]], checks: dict, host_pid: in
     failed = [(r["id"], r["evidence"]) for r in results if r["verdict"] != "pass"]
     t.set(criteria=criteria)
     if not failed:
-        t.emit("gate_passed", round=s.round)
+        t.emit(R.GATE_PASSED, round=s.round)
         # The PR envelope is made from this round's snapshot, so before the round ends.
         t.set(envelope=Envelope(round=s.round))
         t.do(BuildEnvelope(round=s.round))
         t.do(EndRound(round=s.round, keep_snapshot=False))
-        t.set(status="awaiting_signoff", last_failures=())
+        t.set(status=Status.AWAITING_SIGNOFF, last_failures=())
         if t.state.steers:
             _lead_turn(t, "steer", automatic=False)
         return
 
-    t.emit("gate_held", round=s.round, failed=[cid for cid, _ in failed])
+    t.emit(R.GATE_HELD, round=s.round, failed=[cid for cid, _ in failed])
     t.do(EndRound(round=s.round, keep_snapshot=True))
     fingerprint = hashlib.sha256(json.dumps(failed, sort_keys=True).encode()).hexdigest()[:16]
     fingerprints = (s.fingerprints + (fingerprint,))[-NO_PROGRESS_ROUNDS:]
     attempt = s.attempt + 1
-    t.set(status="running", last_failures=tuple(failed), fingerprints=fingerprints, attempt=attempt)
+    t.set(status=Status.RUNNING, last_failures=tuple(failed), fingerprints=fingerprints, attempt=attempt)
     # The operator's own cap first; no_progress is the heuristic that may stop earlier.
     if attempt > s.attempt_cap:
         _block(t, "attempt_cap", f"the gate held {attempt} times (attempt cap {s.attempt_cap})")
@@ -901,14 +894,14 @@ def _decide(t: _T, model: dict[str, tuple[str, str]], checks: dict, host_pid: in
     _lead_turn(t, "held", automatic=True)
 
 
-def _check_evidence(command: str, run: dict) -> str:
-    output = markers.collapse(str(run.get("output", "")), 1500)
-    if run.get("timed_out"):
+def _check_evidence(command: str, run: CheckRun) -> str:
+    output = markers.collapse(run.output, 1500)
+    if run.timed_out:
         head = f"check `{markers.collapse(command, 200)}` timed out"
-    elif run.get("exit") is None:
+    elif run.exit is None:
         head = f"check `{markers.collapse(command, 200)}` could not run"
     else:
-        head = f"check `{markers.collapse(command, 200)}` exited {run['exit']}"
+        head = f"check `{markers.collapse(command, 200)}` exited {run.exit}"
     return f"{head}: {output}" if output else head
 
 
@@ -926,7 +919,7 @@ def _on_turn_failed(t: _T, e: ev.TurnFailed) -> None:
         # lost, and the lead winds down (a raise continues the work with a fresh turn).
         _account(t, ev.TurnUsage(seconds=e.seconds))
         t.set(in_flight=None)
-        t.emit("turn_failed", turn=e.turn, role=f.role, error=error, kind=e.kind, seconds=round(_finite(e.seconds), 3))
+        t.emit(R.TURN_FAILED, turn=e.turn, role=f.role, error=error, kind=e.kind, seconds=round(_finite(e.seconds), 3))
         _budget_limited(t, spent(t.state) or "time")
         return
     errors = s.errors_in_row + 1
@@ -935,24 +928,24 @@ def _on_turn_failed(t: _T, e: ev.TurnFailed) -> None:
         _usage_wait(t, f.role, e.turn, error, resume_at)
         return
     if e.kind == "config":
-        t.emit("turn_failed", turn=e.turn, role=f.role, error=error, kind=e.kind)
+        t.emit(R.TURN_FAILED, turn=e.turn, role=f.role, error=error, kind=e.kind)
         _block(t, "brain_error", error)
         return
     if e.kind == "usage_limited":
         if errors > MAX_USAGE_LIMITED:
-            t.emit("turn_failed", turn=e.turn, role=f.role, error=error, kind=e.kind)
+            t.emit(R.TURN_FAILED, turn=e.turn, role=f.role, error=error, kind=e.kind)
             _block(t, "usage_limited", error)
             return
         delay = min(60.0 * 2 ** (errors - 1), 3600.0)
     else:
         if errors > MAX_TURN_RETRIES:
-            t.emit("turn_failed", turn=e.turn, role=f.role, error=error, kind=e.kind)
+            t.emit(R.TURN_FAILED, turn=e.turn, role=f.role, error=error, kind=e.kind)
             _block(t, "brain_error", error)
             return
         delay = min(2.0 ** errors, 60.0)
     retry_at = _iso(t.now + timedelta(seconds=delay))
     t.set(retry_at=retry_at)
-    t.emit("turn_failed", turn=e.turn, role=f.role, error=error, kind=e.kind, retry_at=retry_at)
+    t.emit(R.TURN_FAILED, turn=e.turn, role=f.role, error=error, kind=e.kind, retry_at=retry_at)
     t.do(WakeAt(at=retry_at))
 
 
@@ -976,31 +969,31 @@ def _usage_wait(t: _T, role: str, turn: int, error: str, resume_at: datetime) ->
     waits = s.usage_waits + 1
     far = (resume_at - t.now).total_seconds() > MAX_USAGE_WAIT
     at = _iso(max(resume_at, t.now + timedelta(seconds=1)))
-    t.emit("turn_failed", turn=turn, role=role, error=error, kind="usage_limited", resume_at=at)
+    t.emit(R.TURN_FAILED, turn=turn, role=role, error=error, kind="usage_limited", resume_at=at)
     if waits > MAX_USAGE_WAITS or far:
         why = (f"the limit resets at {at}, more than {MAX_USAGE_WAIT / 86400:g} days away" if far
                else f"waited for the usage limit to reset {MAX_USAGE_WAITS} times in a row")
         _block(t, "usage_limited", f"{error} ({why}; resume with `crewctl goal resume {s.id}`)")
         return
     t.set(usage_waits=waits, resume_at=at, retry_at=None)
-    t.emit("blocked", reason="usage_limited", detail=error, resume_at=at, wait=waits)
-    t.set(status="blocked", resume_to=_resume_target(s), reason=f"usage_limited: {error} (resumes by itself at {at})")
+    t.emit(R.BLOCKED, reason="usage_limited", detail=error, resume_at=at, wait=waits)
+    t.set(status=Status.BLOCKED, resume_to=_resume_target(s), reason=f"usage_limited: {error} (resumes by itself at {at})")
     t.do(WakeAt(at=at))
 
 
 def _on_wake(t: _T, e: ev.Wake) -> None:
     s = t.state
-    if s.status == "blocked" and s.resume_at is not None:
+    if s.status == Status.BLOCKED and s.resume_at is not None:
         if datetime.fromisoformat(s.resume_at) > t.now:
             t.do(WakeAt(at=s.resume_at))  # woke early: wait on
             return
         # The usage limit has reset: go on by itself, in the same run (the waits count on).
-        target = s.resume_to or "running"
+        target = status_after_hold(s.resume_to)
         t.set(status=target, resume_to=None, reason=None, resume_at=None)
-        t.emit("resumed", status=target, was="blocked", automatic=True, reason="usage_limited")
+        t.emit(R.RESUMED, status=target, was=Status.BLOCKED, automatic=True, reason="usage_limited")
         _restart_work(t, automatic=True, refresh=True)
         return
-    if s.retry_at is None or s.status in ("paused", "blocked") or (s.status == "budget_limited" and not _winding_down(s)):
+    if s.retry_at is None or s.status in (Status.PAUSED, Status.BLOCKED) or (s.status == Status.BUDGET_LIMITED and not _winding_down(s)):
         return
     if datetime.fromisoformat(s.retry_at) > t.now:
         t.do(WakeAt(at=s.retry_at))  # woke early (a restarted timer): wait on
@@ -1040,12 +1033,12 @@ def _rerun_in_flight(t: _T, *, new_session: bool = False, refresh: bool = False)
                 steers=s.steers[len(delivered) :],
                 reports=(),
             )
-            extra.update(refreshed=True, prompt_bytes=_bytes(prompt))
+            extra.update(refreshed=True, prompt_bytes=text_bytes(prompt))
     f = t.state.in_flight
     assert f is not None
-    t.emit("turn_started", turn=f.turn, role="lead", kind=f.kind, rerun=True, **extra)
+    t.emit(R.TURN_STARTED, turn=f.turn, role="lead", kind=f.kind, rerun=True, **extra)
     for steer in delivered:
-        t.emit("steer_delivered", steer=steer.id, turn=f.turn)
+        t.emit(R.STEER_DELIVERED, steer=steer.id, turn=f.turn)
     t.do(RunLeadTurn(
         turn=f.turn, kind=f.kind, prompt=f.prompt, new_session=new_session, rerun=True, time_left=_time_left(t.state, f.kind)
     ))
@@ -1062,16 +1055,16 @@ def _on_actor_crashed(t: _T, e: ev.ActorCrashed) -> None:
         if s.in_flight is not None:
             t.set(in_flight=replace(s.in_flight, interrupted=True))
         t.emit(
-            "blocked",
+            R.BLOCKED,
             reason="crash_loop",
             actor=e.role,
             error=error,
             detail=f"{len(restarts)} restarts in {RESTART_WINDOW:g}s",
         )
-        t.set(status="blocked", resume_to=_resume_target(s), reason=f"crash_loop: the {e.role} actor keeps crashing: {error}")
+        t.set(status=Status.BLOCKED, resume_to=_resume_target(s), reason=f"crash_loop: the {e.role} actor keeps crashing: {error}")
         t.do(CancelWork(reason="crash_loop"))
         return
-    t.emit("actor_restarted", actor=e.role, error=error, restarts=len(restarts))
+    t.emit(R.ACTOR_RESTARTED, actor=e.role, error=error, restarts=len(restarts))
     f = s.in_flight
     if f is not None and f.role == e.role and (e.turn is None or e.turn == f.turn) and not f.interrupted:
         _rerun_in_flight(t, new_session=True)
@@ -1079,7 +1072,7 @@ def _on_actor_crashed(t: _T, e: ev.ActorCrashed) -> None:
 
 def _on_unsandboxed(t: _T, e: ev.Unsandboxed) -> None:
     t.set(unsandboxed=True)
-    t.emit("unsandboxed", why=markers.collapse(e.why, _REASON_CAP))
+    t.emit(R.UNSANDBOXED, why=markers.collapse(e.why, _REASON_CAP))
 
 
 def _on_recover(t: _T, e: ev.Recover) -> None:
@@ -1087,24 +1080,24 @@ def _on_recover(t: _T, e: ev.Recover) -> None:
     if t.state.protect.owed:
         _owe_baseline(t, t.state.protect.owed, "recover")  # first: nothing may run without it
     s = t.state
-    if s.envelope is not None and s.envelope.status == "pending":
+    if s.envelope is not None and s.envelope.status == EnvelopeStatus.PENDING:
         t.do(BuildEnvelope(round=s.envelope.round))  # the passed round's snapshot is still on disk
-    if s.status == "blocked" and s.resume_at is not None:
+    if s.status == Status.BLOCKED and s.resume_at is not None:
         t.do(WakeAt(at=s.resume_at))  # still waiting for a usage limit to reset
         return
-    if s.status == "budget_limited" and _winding_down(s) and s.retry_at is None:
+    if s.status == Status.BUDGET_LIMITED and _winding_down(s) and s.retry_at is None:
         _rerun_in_flight(t)  # the one wind-down turn still owes its report
         return
-    if s.status not in ("scoping", "running", "verifying", "awaiting_signoff", "awaiting_approval", "budget_limited"):
+    if s.status not in (Status.SCOPING, Status.RUNNING, Status.VERIFYING, Status.AWAITING_SIGNOFF, Status.AWAITING_APPROVAL, Status.BUDGET_LIMITED):
         return  # waiting for the operator; nothing runs
-    if s.status == "budget_limited" and not (_winding_down(s) and s.retry_at is not None):
+    if s.status == Status.BUDGET_LIMITED and not (_winding_down(s) and s.retry_at is not None):
         return
     if s.retry_at is not None:
         t.do(WakeAt(at=s.retry_at))
         return
     # Tasks in flight died with the old supervisor: queue them again (not an attempt).
     t.set(steps=tuple(
-        replace(st, status="pending", task=None, holder=None) if st.status == "in_progress" else st for st in s.steps
+        replace(st, status=StepStatus.PENDING, task=None, holder=None) if st.status == StepStatus.IN_PROGRESS else st for st in s.steps
     ))
     _restart_work(t, automatic=True)
 
@@ -1121,20 +1114,20 @@ def _on_fault(t: _T, e: ev.Fault) -> None:
     if s.in_flight is not None:
         t.set(in_flight=replace(s.in_flight, interrupted=True))
     t.set(retry_at=None, resume_at=None)
-    t.emit("blocked", reason=reason, error=error)
-    t.set(status="blocked", resume_to=_resume_target(s), reason=f"{reason}: {error}")
+    t.emit(R.BLOCKED, reason=reason, error=error)
+    t.set(status=Status.BLOCKED, resume_to=_resume_target(s), reason=f"{reason}: {error}")
     t.do(CancelWork(reason=reason))
 
 
 def _on_hook_failed(t: _T, e: ev.HookFailed) -> None:
     """Recorded, nothing else: a broken notification never moves a goal (done ones included)."""
-    t.emit("hook_failed", hook=e.hook, status=e.status, error=markers.collapse(e.error, _REASON_CAP))
+    t.emit(R.HOOK_FAILED, hook=e.hook, status=e.status, error=markers.collapse(e.error, _REASON_CAP))
 
 
 def _on_fail(t: _T, e: ev.Fail) -> None:
     reason = markers.collapse(e.reason, _REASON_CAP)
-    t.set(status="failed", reason=reason, resume_to=None)
-    t.emit("failed", reason=reason)
+    t.set(status=Status.FAILED, reason=reason, resume_to=None)
+    t.emit(R.FAILED, reason=reason)
     t.do(CancelWork(reason="failed"))
     t.do(Release())
 
@@ -1153,9 +1146,9 @@ def _on_edit_criteria(t: _T, e: ev.EditCriteria) -> None:
         if prev is not None and prev.same_definition(c):
             merged.append(replace(c, status=prev.status, evidence=prev.evidence))
         else:
-            merged.append(replace(c, status="pending", evidence=None))
+            merged.append(replace(c, status=CriterionStatus.PENDING, evidence=None))
     merged_t = tuple(merged)
-    if s.status == "scoping":
+    if s.status == Status.SCOPING:
         open_round = s.open_clarify
         if open_round is not None:
             # The operator wrote down what "done" means instead of answering: that settles
@@ -1165,38 +1158,36 @@ def _on_edit_criteria(t: _T, e: ev.EditCriteria) -> None:
             rounds = s.clarify[:-1] + (replace(open_round, answers={}),)
             closed = Report(kind="clarify_closed", text="the operator set the criteria instead of answering", step=str(open_round.seq))
             t.set(clarify=rounds, reports=s.reports + (closed,))
-            t.emit("clarify_closed", seq=open_round.seq, reason="the operator set the criteria instead of answering")
+            t.emit(R.CLARIFY_CLOSED, seq=open_round.seq, reason="the operator set the criteria instead of answering")
         _lock(t, merged_t, statement=s.statement, by="operator")
         if s.in_flight is None:
             _lead_turn(t, "work", automatic=False)
         return
     t.set(criteria=merged_t, revision=s.revision + 1)
-    t.emit("criteria_updated", revision=s.revision + 1, criteria=[_criterion_dict(c) for c in merged_t])
+    t.emit(R.CRITERIA_UPDATED, revision=s.revision + 1, criteria=[_criterion_dict(c) for c in merged_t])
     _owe_baseline(t, protection.ADD, "criteria")  # a new check command may name a new file
-    reopened = any(c.status != "pass" for c in merged_t)
-    if s.status == "awaiting_signoff" and reopened:
-        t.set(status="running")
+    reopened = any(c.status != CriterionStatus.PASS for c in merged_t)
+    if s.status == Status.AWAITING_SIGNOFF and reopened:
+        t.set(status=Status.RUNNING)
         if s.in_flight is None:
             _lead_turn(t, "criteria", automatic=False)
             return
-    elif s.status in ("running",) and s.in_flight is None and not _dispatching(s) and s.retry_at is None:
+    elif s.status in (Status.RUNNING,) and s.in_flight is None and not _dispatching(s) and s.retry_at is None:
         _lead_turn(t, "criteria", automatic=False)
         return
-    elif s.status in HOLDS and s.resume_to == "awaiting_signoff" and reopened:
-        t.set(resume_to="running")  # a passed gate re-opens: resuming means work, not sign-off
+    elif s.status in HOLDS and s.resume_to == Status.AWAITING_SIGNOFF and reopened:
+        t.set(resume_to=Status.RUNNING)  # a passed gate re-opens: resuming means work, not sign-off
     # No turn starts now: the lead's next prompt (a rerun included) says the criteria changed.
     t.set(reports=t.state.reports + (Report(kind="criteria_updated", text="see the criteria"),))
 
 
 def _on_steer(t: _T, e: ev.Steer) -> None:
     s = t.state
-    text = e.text.strip()
-    if not text:
-        raise Refused("the steer message is empty")
+    text = validate.steer_message(e.text, error=Refused)
     steer_id = s.steers_sent + 1
     t.set(steers=s.steers + (Steer(id=steer_id, text=text),), steers_sent=steer_id)
-    t.emit("steer", steer=steer_id, text=markers.collapse(text, 2000))
-    if _idle(t.state) and s.status in ("running", "awaiting_signoff", "scoping"):
+    t.emit(R.STEER, steer=steer_id, text=markers.collapse(text, 2000))
+    if _idle(t.state) and s.status in (Status.RUNNING, Status.AWAITING_SIGNOFF, Status.SCOPING):
         _lead_turn(t, "steer", automatic=False)
 
 
@@ -1206,11 +1197,11 @@ def _idle(s: GoalState) -> bool:
 
 def _on_pause(t: _T, e: ev.Pause) -> None:
     s = t.state
-    if s.status in ("paused", "blocked", "budget_limited"):
+    if s.status in OPERATOR_HOLDS:
         raise Refused(f"goal {s.id} is {s.status}; nothing runs to pause")
-    t.set(status="paused", resume_to=s.status, reason="paused by the operator")
+    t.set(status=Status.PAUSED, resume_to=s.status, reason="paused by the operator")
     _interrupt(t)
-    t.emit("paused", resume_to=s.status)
+    t.emit(R.PAUSED, resume_to=s.status)
     t.do(CancelWork(reason="paused"))
 
 
@@ -1220,23 +1211,23 @@ def _interrupt(t: _T) -> None:
     if s.in_flight is not None:
         t.set(in_flight=replace(s.in_flight, interrupted=True))
     steps = tuple(
-        replace(st, status="pending", task=None, holder=None) if st.status == "in_progress" else st for st in s.steps
+        replace(st, status=StepStatus.PENDING, task=None, holder=None) if st.status == StepStatus.IN_PROGRESS else st for st in s.steps
     )
     t.set(steps=steps, retry_at=None)
 
 
 def _on_resume(t: _T, e: ev.Resume) -> None:
     s = t.state
-    if s.status not in ("paused", "blocked", "budget_limited"):
+    if s.status not in OPERATOR_HOLDS:
         raise Refused(f"goal {s.id} is {s.status}, not paused, blocked or budget-limited")
-    if s.status == "budget_limited" and (which := spent(s)):
+    if s.status == Status.BUDGET_LIMITED and (which := spent(s)):
         raise Refused(f"the {which} budget is still spent; raise it with `crewctl goal budget {s.id} --{_flag(which)} N`")
-    target = s.resume_to or "running"
+    target = status_after_hold(s.resume_to)
     was = s.status
     t.set(status=target, resume_to=None, reason=None)
-    if was in ("blocked", "budget_limited"):
+    if was in (Status.BLOCKED, Status.BUDGET_LIMITED):
         t.state = new_run(t.state)
-    t.emit("resumed", status=target, was=was)
+    t.emit(R.RESUMED, status=target, was=was)
     _restart_work(t, automatic=False, refresh=True)
 
 
@@ -1271,35 +1262,34 @@ def _restart_work(t: _T, *, automatic: bool, refresh: bool = False) -> None:
     if s.in_flight is not None:
         _rerun_in_flight(t, refresh=refresh)
         return
-    if s.status == "verifying":
+    if s.status == Status.VERIFYING:
         _start_round(t, s.turn + 1, rerun=False)
         return
-    if any(st.plan == s.plan and st.status == "pending" for st in s.steps):
+    if any(st.plan == s.plan and st.status == StepStatus.PENDING for st in s.steps):
         _dispatch_runnable(t)
     if _dispatching(t.state):
         return
-    if s.status == "scoping" and s.open_clarify is not None:
+    if s.status == Status.SCOPING and s.open_clarify is not None:
         return
-    if s.status in ("running", "scoping"):
+    if s.status in (Status.RUNNING, Status.SCOPING):
         _lead_turn(t, "resume", automatic=automatic)
-    elif s.status == "awaiting_signoff" and s.steers:
+    elif s.status == Status.AWAITING_SIGNOFF and s.steers:
         _lead_turn(t, "steer", automatic=False)
 
 
 def _on_cancel(t: _T, e: ev.Cancel) -> None:
     s = t.state
-    t.set(status="cancelled", resume_to=None, reason="cancelled by the operator", retry_at=None)
+    t.set(status=Status.CANCELLED, resume_to=None, reason="cancelled by the operator", retry_at=None)
     if s.in_flight is not None:
         t.set(in_flight=replace(s.in_flight, interrupted=True))
-    t.emit("cancelled", was=s.status)
+    t.emit(R.CANCELLED, was=s.status)
     t.do(CancelWork(reason="cancelled"))
     t.do(Release())
 
 
 def _on_raise_budget(t: _T, e: ev.RaiseBudget) -> None:
     s = t.state
-    if e.tokens is None and e.seconds is None and e.cost_usd is None:
-        raise Refused("give at least one of --tokens, --seconds, --cost")
+    validate.budget_raise(e.tokens, e.seconds, e.cost_usd, error=Refused)
     budget = Budget(
         tokens=e.tokens if e.tokens is not None else s.budget.tokens,
         seconds=e.seconds if e.seconds is not None else s.budget.seconds,
@@ -1307,50 +1297,48 @@ def _on_raise_budget(t: _T, e: ev.RaiseBudget) -> None:
     )
     t.set(budget=budget)
     still = spent(t.state)
-    t.emit("budget_raised", budget=_budget_dict(budget), **({"still_spent": still} if still else {}))
-    if s.status == "budget_limited" and still:
+    t.emit(R.BUDGET_RAISED, budget=_budget_dict(budget), **({"still_spent": still} if still else {}))
+    if s.status == Status.BUDGET_LIMITED and still:
         t.set(reason=f"{still} budget spent")  # raising one budget may leave another spent
-    elif s.status == "budget_limited":
-        target = s.resume_to or "running"
+    elif s.status == Status.BUDGET_LIMITED:
+        target = status_after_hold(s.resume_to)
         t.state = new_run(t.state)
         t.set(status=target, resume_to=None, reason=None)
-        t.emit("resumed", status=target, was="budget_limited")
+        t.emit(R.RESUMED, status=target, was=Status.BUDGET_LIMITED)
         _restart_work(t, automatic=False, refresh=True)
 
 
 def _on_signoff(t: _T, e: ev.Signoff) -> None:
     s = t.state
-    if s.status != "awaiting_signoff":
+    if s.status != Status.AWAITING_SIGNOFF:
         raise Refused(f"goal {s.id} is {s.status}; sign-off needs awaiting_signoff (a passed gate)")
     if s.in_flight is not None:
         t.set(in_flight=replace(s.in_flight, interrupted=True))
         t.do(CancelWork(reason="signed off"))
-    t.set(status="done", reason=None, reflection="due")
-    t.emit("signoff", round=s.round)
-    t.emit("done", round=s.round, usage=_spend_dict(s.spend))
+    t.set(status=Status.DONE, reason=None, reflection=ReflectionStatus.DUE)
+    t.emit(R.SIGNOFF, round=s.round)
+    t.emit(R.DONE, round=s.round, usage=_spend_dict(s.spend))
     # Done is final; then one reflection turn (goal.reflect), which releases the goal.
     t.do(PrepareReflection())
 
 
 def _on_send_back(t: _T, e: ev.SendBack) -> None:
     s = t.state
-    notes = e.notes.strip()
-    if s.status != "awaiting_signoff":
+    if s.status != Status.AWAITING_SIGNOFF:
         raise Refused(f"goal {s.id} is {s.status}; send-back needs awaiting_signoff")
-    if not notes:
-        raise Refused("send-back needs notes saying what to rework")
+    notes = validate.rework_notes(e.notes, error=Refused)
     if s.in_flight is not None:
         t.set(in_flight=replace(s.in_flight, interrupted=True))
         t.do(CancelWork(reason="sent back"))
         t.set(in_flight=None)
     t.state = new_run(t.state)
     t.set(
-        criteria=tuple(replace(c, status="pending", evidence=None) for c in s.criteria),
+        criteria=tuple(replace(c, status=CriterionStatus.PENDING, evidence=None) for c in s.criteria),
         revision=s.revision + 1,
-        status="running",
+        status=Status.RUNNING,
         notes=notes,
     )
-    t.emit("send_back", notes=notes, revision=s.revision + 1)
+    t.emit(R.SEND_BACK, notes=notes, revision=s.revision + 1)
     _lead_turn(t, "rework", automatic=False)
 
 
@@ -1374,34 +1362,32 @@ def _flag(which: str) -> str:
 
 def _budget_limited(t: _T, which: str) -> None:
     s = t.state
-    resume_to = s.status if s.status not in ("budget_limited",) else s.resume_to
-    t.set(status="budget_limited", resume_to=resume_to, reason=f"{which} budget spent")
-    t.emit("budget_limited", budget=which, spend=_spend_dict(s.spend), limit=_budget_dict(s.budget))
+    resume_to = s.status if s.status not in (Status.BUDGET_LIMITED,) else s.resume_to
+    t.set(status=Status.BUDGET_LIMITED, resume_to=resume_to, reason=f"{which} budget spent")
+    t.emit(R.BUDGET_LIMITED, budget=which, spend=_spend_dict(s.spend), limit=_budget_dict(s.budget))
     if not s.wind_down:
         # Exactly one wind-down turn: the lead reports progress, then nothing starts.
         t.set(wind_down=True)
-        turn = s.turn + 1
         prompt = prompts.lead_prompt(t.state, "wind_down")
-        t.set(turn=turn, in_flight=InFlight(turn=turn, role="lead", kind="wind_down", prompt=prompt, revision=s.revision))
-        t.emit("turn_started", turn=turn, role="lead", kind="wind_down", prompt_bytes=_bytes(prompt))
+        turn = start_turn(t, role="lead", kind="wind_down", prompt=prompt, revision=s.revision)
         t.do(RunLeadTurn(turn=turn, kind="wind_down", prompt=prompt))
 
 
 def _block(t: _T, reason: str, detail: str) -> None:
     s = t.state
     detail = markers.collapse(detail, _REASON_CAP)
-    t.set(status="blocked", resume_to=_resume_target(s), reason=f"{reason}: {detail}" if reason != "lead" else detail)
-    t.emit("blocked", reason=reason, detail=detail)
+    t.set(status=Status.BLOCKED, resume_to=_resume_target(s), reason=f"{reason}: {detail}" if reason != "lead" else detail)
+    t.emit(R.BLOCKED, reason=reason, detail=detail)
 
 
 def _resume_target(s: GoalState) -> str:
-    if s.status in ("scoping",):
-        return "scoping"
-    if s.status in ("awaiting_signoff",):
-        return "awaiting_signoff"
-    if s.status in ("paused", "blocked", "budget_limited") and s.resume_to:
+    if s.status in (Status.SCOPING,):
+        return Status.SCOPING
+    if s.status in (Status.AWAITING_SIGNOFF,):
+        return Status.AWAITING_SIGNOFF
+    if s.status in OPERATOR_HOLDS and s.resume_to:
         return s.resume_to
-    return "running"
+    return Status.RUNNING
 
 
 def clean_usage(u: ev.TurnUsage) -> ev.TurnUsage:
@@ -1499,14 +1485,14 @@ def _on_baseline_taken(t: _T, e: ev.BaselineTaken) -> None:
         error = markers.collapse(e.error, _REASON_CAP)
         # Fail-closed: the old baseline (if any) stays in force; with none, every round holds.
         t.set(protect=replace(p, owed=None, error=error))
-        t.emit("protect_baseline", mode=e.mode, reason=e.reason, error=error)
+        t.emit(R.PROTECT_BASELINE, mode=e.mode, reason=e.reason, error=error)
         return
     sc = protection.scope(p, _checks(s))
     entries, unmatched = protection.build_baseline(sc, e.observed, s.baseline, e.mode)
     unmatched = () if p.defaults else unmatched  # built-in patterns need not match anything
     t.set(baseline=entries, protect=replace(p, owed=None, error=None, baseline_at=_iso(t.now), unmatched=unmatched))
     t.emit(
-        "protect_baseline",
+        R.PROTECT_BASELINE,
         mode=e.mode,
         reason=e.reason,
         pinned=len(protection.pinned_files(entries)),
@@ -1536,7 +1522,7 @@ def _on_edit_protect(t: _T, e: ev.EditProtect) -> None:
     sc = protection.scope(new, _checks(s))
     t.set(protect=new, baseline=protection.prune(s.baseline, sc))
     t.emit(
-        "protect_updated",
+        R.PROTECT_UPDATED,
         added=list(e.add),
         removed=list(e.remove),
         rebaseline=e.rebaseline,
@@ -1554,7 +1540,7 @@ def _held_before_checks(t: _T, e: ev.RoundFinished) -> bool:
     if e.checks is None:
         return False  # a corrective verifier turn: the round's start was judged already
     if e.snapshot:
-        t.emit("snapshot", round=s.round, **dict(e.snapshot))
+        t.emit(R.SNAPSHOT, round=s.round, **dict(e.snapshot))
     refused = e.refused
     findings = tuple(protection.Finding(*f) for f in (e.protected or ()) if len(f) == 3)
     if s.protect.enabled and e.protected is None and refused is None:
@@ -1566,7 +1552,7 @@ def _held_before_checks(t: _T, e: ev.RoundFinished) -> bool:
     if findings:
         t.set(protect=replace(s.protect, findings=protection.capped(findings)))
         t.emit(
-            "protected_changed",
+            R.PROTECTED_CHANGED,
             round=s.round,
             paths=[f.path for f in findings[: protection.MAX_FINDINGS]],
             findings=[list(f) for f in findings[: protection.MAX_FINDINGS]],
@@ -1574,10 +1560,10 @@ def _held_before_checks(t: _T, e: ev.RoundFinished) -> bool:
         )
         why = "protected paths changed: " + protection.describe(findings)
     else:
-        t.emit("snapshot_refused", round=s.round, reason=markers.collapse(refused, _REASON_CAP))
+        t.emit(R.SNAPSHOT_REFUSED, round=s.round, reason=markers.collapse(refused, _REASON_CAP))
         why = markers.collapse(refused, _REASON_CAP)
     evidence = markers.collapse(f"held before any check ran: {why}", 1500)
-    checks = {c.id: {"exit": None, "output": evidence, "timed_out": False} for c in s.criteria if c.check is not None}
+    checks = {c.id: CheckRun(exit=None, output=evidence) for c in s.criteria if c.check is not None}
     model = {c.id: ("fail", evidence) for c in s.criteria if c.check is None}
     _decide(t, model, checks, None)
     return True

@@ -29,6 +29,8 @@ from .effects import BuildEnvelope, PrepareReflection, Record, Release, RunRefle
 from .markers import collapse, quote
 from .model import GoalState, InFlight, Spend
 from .prompts import reflector as templates
+from .turns import start_turn
+from .vocab import EnvelopeStatus, RecordType as R, ReflectionStatus, Status
 
 __all__ = [
     "EVENTS",
@@ -175,8 +177,8 @@ def judge(text: str) -> Judgement:
 
 def outputs_settled(state: GoalState) -> bool:
     """Nothing of the goal's durable outputs is still being made: its supervisor may go."""
-    reflecting = state.reflection == "due"
-    building = state.envelope is not None and state.envelope.status == "pending"
+    reflecting = state.reflection == ReflectionStatus.DUE
+    building = state.envelope is not None and state.envelope.status == EnvelopeStatus.PENDING
     return not reflecting and not building
 
 
@@ -185,7 +187,7 @@ def step(state: GoalState, event: ev.Event, now: datetime) -> Transition:
     b = _Builder(state)
     if isinstance(event, ev.Recover):
         _recover(b)
-    elif state.status != "done" or state.reflection != "due":
+    elif state.status != Status.DONE or state.reflection != ReflectionStatus.DUE:
         pass  # late news for a reflection that is over changes nothing
     elif isinstance(event, ev.ReflectionStarted):
         _started(b, event)
@@ -214,9 +216,9 @@ class _Builder:
 
 def _recover(b: _Builder) -> None:
     s = b.state
-    if s.envelope is not None and s.envelope.status == "pending":
+    if s.envelope is not None and s.envelope.status == EnvelopeStatus.PENDING:
         b.effects.append(BuildEnvelope(round=s.envelope.round))
-    if s.status != "done" or s.reflection != "due":
+    if s.status != Status.DONE or s.reflection != ReflectionStatus.DUE:
         if outputs_settled(s):
             b.effects.append(Release())
         return
@@ -224,7 +226,7 @@ def _recover(b: _Builder) -> None:
     if f is not None and f.role == ROLE:
         # Same turn, same prompt: the reply of the interrupted run was never recorded.
         b.set(in_flight=replace(f, interrupted=False))
-        b.emit("turn_started", turn=f.turn, role=ROLE, kind=KIND, rerun=True)
+        b.emit(R.TURN_STARTED, turn=f.turn, role=ROLE, kind=KIND, rerun=True)
         b.effects.append(RunReflection(turn=f.turn, prompt=f.prompt, rerun=True))
     else:
         b.effects.append(PrepareReflection())
@@ -238,9 +240,7 @@ def _started(b: _Builder, e: ev.ReflectionStarted) -> None:
 
 
 def _new_turn(b: _Builder, prompt: str) -> None:
-    turn = b.state.turn + 1
-    b.set(turn=turn, in_flight=InFlight(turn=turn, role=ROLE, kind=KIND, prompt=prompt))
-    b.emit("turn_started", turn=turn, role=ROLE, kind=KIND, prompt_bytes=len(prompt.encode()))
+    turn = start_turn(b, role=ROLE, kind=KIND, prompt=prompt)
     b.effects.append(RunReflection(turn=turn, prompt=prompt))
 
 
@@ -270,16 +270,16 @@ def _finished(b: _Builder, e: ev.ReflectionFinished, now: datetime) -> None:
             seconds=sp.seconds + usage.seconds,
         ),
     )
-    b.emit("turn_finished", turn=e.turn, role=ROLE, kind=KIND, usage=_usage_dict(usage), reply_bytes=len(e.text.encode("utf-8", "surrogatepass")))
+    b.emit(R.TURN_FINISHED, turn=e.turn, role=ROLE, kind=KIND, usage=_usage_dict(usage), reply_bytes=len(e.text.encode("utf-8", "surrogatepass")))
     verdict = judge(e.text)
     for kind, line in verdict.ignored[:MAX_MARKER_RECORDS]:
-        b.emit("marker_ignored", kind=kind, line=line, role=ROLE, reason="the reflector may only send REFLECT")
+        b.emit(R.MARKER_IGNORED, kind=kind, line=line, role=ROLE, reason="the reflector may only send REFLECT")
     if len(verdict.ignored) > MAX_MARKER_RECORDS:
-        b.emit("markers_capped", role=ROLE, recorded=MAX_MARKER_RECORDS, ignored=len(verdict.ignored) - MAX_MARKER_RECORDS, invalid=0)
+        b.emit(R.MARKERS_CAPPED, role=ROLE, recorded=MAX_MARKER_RECORDS, ignored=len(verdict.ignored) - MAX_MARKER_RECORDS, invalid=0)
     tries = s.reflection_tries + 1
     b.set(reflection_tries=tries)
     if verdict.payload is None:
-        b.emit("marker_invalid", kind="reflect", line=verdict.line, role=ROLE, reason=verdict.error)
+        b.emit(R.MARKER_INVALID, kind="reflect", line=verdict.line, role=ROLE, reason=verdict.error)
         if tries < MAX_TRIES:
             _new_turn(b, f.prompt + "\n" + templates.CORRECTIVE.format(reason=collapse(verdict.error or "", 300)) + "\n")
             return
@@ -287,9 +287,9 @@ def _finished(b: _Builder, e: ev.ReflectionFinished, now: datetime) -> None:
         return
     p = verdict.payload
     skill = p.get("skill")
-    b.set(reflection="ok")
+    b.set(reflection=ReflectionStatus.OK)
     b.emit(
-        "reflection",
+        R.REFLECTION,
         ok=True,
         turn=e.turn,
         tries=tries,
@@ -318,7 +318,7 @@ def _failed(b: _Builder, e: ev.ReflectionFailed) -> None:
     error = collapse(e.error, 1000)
     tries = s.reflection_tries + 1
     b.set(reflection_tries=tries)
-    b.emit("turn_failed", turn=e.turn, role=ROLE, error=error, kind="error")
+    b.emit(R.TURN_FAILED, turn=e.turn, role=ROLE, error=error, kind="error")
     b.set(in_flight=None)
     if tries < MAX_TRIES:
         _new_turn(b, f.prompt)  # the retry is a turn of its own, with the same prompt
@@ -327,8 +327,8 @@ def _failed(b: _Builder, e: ev.ReflectionFailed) -> None:
 
 
 def _give_up(b: _Builder, error: str) -> None:
-    b.set(reflection="failed")
-    b.emit("reflection", ok=False, error=collapse(error, 1000), tries=b.state.reflection_tries)
+    b.set(reflection=ReflectionStatus.FAILED)
+    b.emit(R.REFLECTION, ok=False, error=collapse(error, 1000), tries=b.state.reflection_tries)
     _release_if_settled(b)
 
 

@@ -22,7 +22,7 @@ import math
 import re
 from typing import Any, Callable, Mapping
 
-from ..exceptions import UsageError
+from ..exceptions import CrewError, UsageError
 
 __all__ = [
     "MAX_COST_USD",
@@ -31,6 +31,7 @@ __all__ = [
     "MAX_TOKENS",
     "OPERATIONS",
     "TEXT_CAP",
+    "budget_raise",
     "count",
     "endpoint",
     "finite_usage",
@@ -38,6 +39,8 @@ __all__ = [
     "number",
     "plain",
     "request",
+    "rework_notes",
+    "steer_message",
     "text",
     "whole",
 ]
@@ -245,6 +248,28 @@ def _message(v: Any, w: str) -> Any:
     return text(v, w, required=True)
 
 
+# The operator's words the crew acts on: one rule each for the CLI, the control RPC and the
+# core, stripped as the lead will read them. A request breaking one is a usage error; the
+# core (goal.phases) asks the same rule and refuses, as it refuses any event it cannot take.
+def steer_message(value: Any, where: str = "MESSAGE", *, error: type[CrewError] = UsageError) -> str:
+    said = text(value, where, empty=True) or ""
+    if not said.strip():
+        raise error("the steer message is empty")
+    return said.strip()
+
+
+def rework_notes(value: Any, where: str = "--notes", *, error: type[CrewError] = UsageError) -> str:
+    said = text(value, where, empty=True) or ""
+    if not said.strip():
+        raise error("--notes must say what to rework")
+    return said.strip()
+
+
+def budget_raise(tokens: Any, seconds: Any, cost: Any, *, error: type[CrewError] = UsageError) -> None:
+    if tokens is None and seconds is None and cost is None:
+        raise error("give at least one of --tokens, --seconds, --cost")
+
+
 def goal_id(value: Any, where: str = "ID") -> str:
     """A goal id or a prefix of one, as typed: short printable text."""
     value = text(value, where, cap=ID_CAP)
@@ -312,7 +337,7 @@ _SCHEMAS: dict[str, dict[str, tuple[str, Rule, bool]]] = {
     },
     "goal.answer": {"id": _ID, "answers": ("QID=ANSWER", _answers, True), "seq": ("--seq", _cap(MAX_COUNT), False)},
     "goal.criteria": {"id": _ID, "criteria": ("--file", _criteria_rows, True)},
-    "goal.steer": {"id": _ID, "message": ("MESSAGE", _message, True)},
+    "goal.steer": {"id": _ID, "message": ("MESSAGE", steer_message, True)},
     "goal.pause": {"id": _ID},
     "goal.resume": {"id": _ID},
     "goal.cancel": {"id": _ID},
@@ -324,7 +349,7 @@ _SCHEMAS: dict[str, dict[str, tuple[str, Rule, bool]]] = {
         "seconds": ("--seconds", _seconds, False),
         "cost": ("--cost", _cost, False),
     },
-    "goal.send_back": {"id": _ID, "notes": ("--notes", _message, True)},
+    "goal.send_back": {"id": _ID, "notes": ("--notes", rework_notes, True)},
     "status": {},
 }
 
@@ -361,4 +386,6 @@ def request(op: Any, args: Any) -> dict[str, Any]:
             clean.pop(key, None)
             continue
         clean[key] = rule(value, label)
+    if op == "goal.budget":
+        budget_raise(clean.get("tokens"), clean.get("seconds"), clean.get("cost"))
     return clean

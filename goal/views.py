@@ -11,6 +11,7 @@ from typing import Any
 from .attention import attention_why, budget_use
 from .model import GoalState
 from .protect import forbidden_present, pinned_files
+from .vocab import Status
 
 __all__ = ["budget_report", "envelope_view", "goal_view", "protect_view", "summary_view"]
 
@@ -24,7 +25,7 @@ def goal_view(s: GoalState, *, started_at: str | None = None, since: str | None 
         "id": s.id,
         "objective": s.objective,
         "status": s.status,
-        "reason": s.reason if s.status in ("blocked", "failed", "paused", "budget_limited", "cancelled") else None,
+        "reason": s.reason if s.status in (Status.BLOCKED, Status.FAILED, Status.PAUSED, Status.BUDGET_LIMITED, Status.CANCELLED) else None,
         "resume_to": s.resume_to,
         "workspace": s.workspace,
         "created_at": s.created_at,

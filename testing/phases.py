@@ -15,7 +15,7 @@ from typing import Any
 from ..goal import events as ev
 from ..goal import phases
 from ..goal.effects import Record, Transition
-from ..goal.model import Budget, Criterion, GoalState, Protect
+from ..goal.model import GOAL_DEFAULTS, Budget, Criterion, GoalState, Protect
 
 __all__ = ["Drive", "block", "ready", "reflect_block", "verify"]
 
@@ -55,9 +55,9 @@ class Drive:
         *,
         verifier: bool = True,
         budget: Budget = Budget(),
-        attempt_cap: int = 5,
-        max_auto_turns: int = 20,
-        max_turns: int = 200,
+        attempt_cap: int = GOAL_DEFAULTS["attempt_cap"],
+        max_auto_turns: int = GOAL_DEFAULTS["max_auto_turns"],
+        max_turns: int = GOAL_DEFAULTS["max_turns"],
         now: datetime = T0,
         protect: Protect = Protect(),
     ) -> "Drive":

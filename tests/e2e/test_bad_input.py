@@ -73,7 +73,9 @@ def test_malformed_criterion_and_check_options_are_usage_errors_even_without_a_s
     cases = [
         (["--check", "true"], "--check must follow"),
         (["--criterion", "a", "--check", "true", "--check", "false"], "two --check"),
-        (["--criterion", "a", "--check", "echo 1\necho 2"], "single line"),
+        (["--criterion", "a", "--check", "echo 1\necho 2"], "one line"),
+        # A C1 terminal escape (CSI) is refused here as it is from a LOCK: one check-command rule.
+        (["--criterion", "a", "--check", "echo \x9b31m red"], "one line"),
         (["--criterion", "  "], "non-empty"),
         ([arg for n in range(21) for arg in ("--criterion", f"c{n}")], "at most 20"),
     ]
@@ -92,7 +94,7 @@ def test_an_unreadable_or_invalid_criteria_file_is_a_usage_error_and_changes_not
     assert_one_line(sup.cli("goal", "criteria", running_goal, "--file", str(bad), check=False), 2, "not valid JSON")
     wrong = tmp_path / "wrong.json"
     wrong.write_text('[{"text": "x", "verify": {"run": "a\\nb"}}]')
-    assert_one_line(sup.cli("goal", "criteria", running_goal, "--file", str(wrong), check=False), 2, "single line")
+    assert_one_line(sup.cli("goal", "criteria", running_goal, "--file", str(wrong), check=False), 2, "one line")
     assert snapshot(sup, running_goal) == before
 
 

@@ -102,3 +102,23 @@ def test_a_default_budget_that_is_not_finite_in_the_config_is_a_config_error(tmp
     config = tmp_path / "crewctl.toml"
     config.write_text("[defaults]\ntime_budget = inf\n")
     one_line(run_cli(str(tmp_path / "home"), "config", "show", env={"CREWCTL_CONFIG": str(config)}), 1, "defaults.time_budget")
+
+
+def test_the_config_defaults_for_check_timeout_step_attempts_and_replan_budget_reach_a_new_goal(tmp_path, ws):
+    from crewctl.store import open_store
+
+    lead = write_agent(tmp_path, "lead", READY)
+    extra = "[defaults]\ncheck_timeout = 42.5\nstep_attempts = 7\nreplan_budget = 0\n"
+    with Supervisor(tmp_path, config=roster(lead) + extra) as sup:
+        goal = sup.new_goal("with config defaults", "--criterion", "c", "--check", "true", workspace=ws)
+        sup.wait_for_status(goal, "awaiting_signoff")
+        overridden = sup.new_goal("flags win", "--criterion", "c", "--check", "true", "--step-attempts", "2", workspace=ws)
+        sup.wait_for_status(overridden, "awaiting_signoff")
+        store = open_store(home=sup.home, create=False)
+        try:
+            state, _ = store.load_goal(goal)
+            flagged, _ = store.load_goal(overridden)
+        finally:
+            store.close()
+    assert (state.check_timeout, state.step_attempts, state.replan_budget) == (42.5, 7, 0)
+    assert (flagged.check_timeout, flagged.step_attempts, flagged.replan_budget) == (42.5, 2, 0)

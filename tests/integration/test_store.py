@@ -24,6 +24,7 @@ from crewctl.goal import phases
 from crewctl.goal.effects import Record, Transition
 from crewctl.goal.model import (
     Budget,
+    CheckRun,
     ClarifyRound,
     Criterion,
     InFlight,
@@ -172,7 +173,7 @@ def test_every_part_of_a_goal_state_round_trips_exactly(store, db_url, home):
         round_revision=3,
         ready_summary="all done",
         ready_evidence=("ran the tests", "read the docs"),
-        round_checks={"c1": {"exit": 1, "output": "2 failed", "timed_out": False}},
+        round_checks={"c1": CheckRun(exit=1, output="2 failed")},
         last_failures=(("c1", "2 failed"),),
         fingerprints=("abc", "def"),
         attempt=2,

@@ -407,7 +407,7 @@ def test_a_template_refuses_a_missing_unknown_or_multi_line_value_naming_it(give
     ('objective = "x"\ncriterion = 1\n[[criteria]]\ntext = "t"\n', "unknown field 'criterion'"),
     ('objective = "x"\n[budget]\ntokens = 1.5\n[[criteria]]\ntext = "t"\n', "budget.tokens must be a positive whole number"),
     ('objective = "x"\n[budget]\nseconds = inf\n[[criteria]]\ntext = "t"\n', "budget.seconds must be a positive number"),
-    ('objective = "x"\n[[criteria]]\ntext = "t"\ncheck = "a\\nb"\n', "check must be a single line"),
+    ('objective = "x"\n[[criteria]]\ntext = "t"\ncheck = "a\\nb"\n', "check must be one line"),
     ("objective = [", "not valid TOML"),
 ])
 def test_a_broken_template_is_a_usage_error_saying_what_is_wrong(text, message):

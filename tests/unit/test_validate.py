@@ -132,3 +132,21 @@ def test_any_request_is_checked_or_refused_with_a_usage_error_and_nothing_else(o
         assert exc.message and "\n" not in exc.message
         return
     assert isinstance(clean, dict)
+
+
+@pytest.mark.parametrize(
+    "op, args, words",
+    [
+        ("goal.steer", {"id": "g1", "message": "  \t "}, "the steer message is empty"),
+        ("goal.send_back", {"id": "g1", "notes": "\n"}, "--notes must say what to rework"),
+        ("goal.budget", {"id": "g1"}, "give at least one of --tokens, --seconds, --cost"),
+    ],
+)
+def test_the_cli_and_the_control_rpc_share_one_rule_for_empty_operator_input(op, args, words):
+    with pytest.raises(UsageError, match=words):
+        validate.request(op, args)
+
+
+def test_a_steer_and_rework_notes_arrive_stripped_as_the_lead_reads_them():
+    assert validate.request("goal.steer", {"id": "g1", "message": "  use the stdlib \n"})["message"] == "use the stdlib"
+    assert validate.request("goal.send_back", {"id": "g1", "notes": "\tredo docs "})["notes"] == "redo docs"
