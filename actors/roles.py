@@ -32,7 +32,7 @@ from ..goal.effects import EndRound, RunVerifierTurn, StartRound
 from ..goal.model import CheckRun
 from ..outputs import envelope
 from ..store import SessionWrite, TurnWrite
-from ..sandbox import Sandbox, SandboxPolicy, agent_env, brain_kind, seed_home
+from ..sandbox import Sandbox, SandboxPolicy, agent_env, brain_kind
 from .messages import Deliver, RoleCrashed, RunTurn
 from .runtime import crash_point, round_dir
 from .snapshot import SnapshotError, SnapshotLimits, SnapshotRefused, check_protected, copy_tree, snapshot_workspace
@@ -287,18 +287,15 @@ class RoundActor(pykka.ThreadingActor):
             os.makedirs(home, mode=0o700)
             os.makedirs(tmp)
             kind = brain_kind(self.spec, self.config)
-            if not self.settings.inherit_home:
-                seed_home(kind, os.environ.get("HOME"), home)
+            # `[verifier] home = "inherit"` is the operator's explicit opt-out for a CLI that
+            # keeps its login in HOME: the verifier then sees (and may write) the real HOME.
+            env, verifier_policy = self.sandbox.for_verifier(
+                work, kind=kind, own_home=home, tmpdir=tmp, lead_workspace=self.workspace,
+                inherit_home=self.settings.inherit_home,
+            )
         except (SnapshotError, OSError) as exc:
             self._failed(e.turn, f"snapshot failed: {exc}", "error")
             return
-        # `[verifier] home = "inherit"` is the operator's explicit opt-out for a CLI that
-        # keeps its login in HOME: the verifier then sees (and may write) the real HOME.
-        verifier_home = os.environ.get("HOME", home) if self.settings.inherit_home else home
-        env = agent_env(os.environ, kind=kind, home=verifier_home, tmp=tmp, extra_allow=self.sandbox.env_allow)
-        verifier_policy = self.sandbox.policy(
-            "verifier", work, tmpdir=tmp, kind=kind, lead_workspace=self.workspace, own_home=verifier_home
-        )
         self.policy = verifier_policy.as_dict() if verifier_policy else None
         # Check commands hold no brain credentials: the test suite has no use for an API key.
         check_env = {**agent_env(os.environ, kind=None, home=home, tmp=tmp, extra_allow=self.sandbox.env_allow), **CHECK_ENV}

@@ -23,7 +23,7 @@ __all__ = [
 # What `goal wait --for done` waits for.
 FINISHED = frozenset({Status.DONE, Status.CANCELLED})
 # The timeline event that puts a goal into each attention state: its `at` is the "since".
-ENTRY_EVENTS = {
+ENTRY_EVENTS: dict[str, tuple[str, ...]] = {
     Status.AWAITING_INPUT: (R.CLARIFY,),
     Status.AWAITING_APPROVAL: (R.APPROVAL_NEEDED,),
     Status.AWAITING_SIGNOFF: (R.GATE_PASSED,),

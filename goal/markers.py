@@ -198,7 +198,10 @@ def extract(text: str) -> Extraction:
             cuts.append((start, len(text)))
             break
         outcome = _block(kind, line, text, text.index("\n", pos), end_tag.start())
-        (markers if type(outcome) is Marker else errors).append(outcome)
+        if isinstance(outcome, Marker):
+            markers.append(outcome)
+        else:
+            errors.append(outcome)
         pos = end_tag.end()
         after = text.find("\n", pos)
         cuts.append((start, len(text) if after < 0 else after + 1))

@@ -70,7 +70,7 @@ from .vocab import (
     status_after_hold,
 )
 
-__all__ = ["GoalSettings", "new_goal", "new_run", "step", "spent", "LEAD_KINDS"]
+__all__ = ["LEAD_KINDS", "GoalSettings", "clean_usage", "new_goal", "new_run", "spent", "step"]
 
 LEAD_KINDS = frozenset({"clarify", "lock", "plan", "ready", "blocked"})
 # Where each lead marker may act. PLAN is also allowed in scoping next to a LOCK.
@@ -1560,6 +1560,7 @@ def _held_before_checks(t: _T, e: ev.RoundFinished) -> bool:
         )
         why = "protected paths changed: " + protection.describe(findings)
     else:
+        assert refused is not None  # no findings: the early return above left only a refusal
         t.emit(R.SNAPSHOT_REFUSED, round=s.round, reason=markers.collapse(refused, _REASON_CAP))
         why = markers.collapse(refused, _REASON_CAP)
     evidence = markers.collapse(f"held before any check ran: {why}", 1500)

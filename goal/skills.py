@@ -127,7 +127,8 @@ def _front_matter(block: str) -> dict[str, str]:
 
 def _scalar(value: str, line: int) -> str:
     if value.startswith('"'):
-        out, j = [], 1
+        out: list[str] = []
+        j = 1
         while j < len(value):
             ch = value[j]
             if ch == '"':

@@ -273,9 +273,9 @@ def budget_raise(tokens: Any, seconds: Any, cost: Any, *, error: type[CrewError]
 def goal_id(value: Any, where: str = "ID") -> str:
     """A goal id or a prefix of one, as typed: short printable text."""
     value = text(value, where, cap=ID_CAP)
-    if not value.isprintable():  # type: ignore[union-attr]
+    if not value.isprintable():
         raise UsageError(f"{where} {_show(value)} is not a goal id")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _goal_id(v: Any, w: str) -> Any:

@@ -187,7 +187,7 @@ def _turn_context(state: GoalState, kind: str) -> str:
         r = answered[-1]
         qa = []
         for q in r.questions:
-            qa.append(f"- {q.id}: {collapse(q.text, 500)}\n  answer: {collapse(r.answers.get(q.id, '(no answer)'), 1000)}")
+            qa.append(f"- {q.id}: {collapse(q.text, 500)}\n  answer: {collapse((r.answers or {}).get(q.id, '(no answer)'), 1000)}")
         parts.append(f"The operator answered your questions (round {r.seq}):\n" + "\n".join(qa))
     if state.reports:
         shown = state.reports[:MAX_REPORTS_PER_TURN]
@@ -196,10 +196,10 @@ def _turn_context(state: GoalState, kind: str) -> str:
             + "\n".join(f"- {_REPORT_TITLES[r.kind].format(step=r.step)}\n{quote(r.text[:REPORT_CAP])}" for r in shown)
         )
     if state.steers:
-        shown = state.steers[:MAX_STEERS_PER_TURN]
+        steers = state.steers[:MAX_STEERS_PER_TURN]
         parts.append(
             "The operator steers (follow this; it overrides your plan):\n"
-            + "\n".join(quote(s.text) for s in shown)
+            + "\n".join(quote(s.text) for s in steers)
         )
     return "\n\n".join(parts)
 
