@@ -203,6 +203,22 @@ class Provider:
         )
 
 
+def bind_provider(brain: Any, provider: str, model: str | None, example: str, config: Any, *, base_url: str | None,
+                  api_key: str | None, base_env: str, key_env: str, default_base: str,
+                  http: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Set an HTTP brain's model, base URL, key, HTTP settings and prices (one way for both
+    APIs); returns the config table for the brain's own settings. A missing model is a
+    ConfigError that shows a spec that would work (`example`)."""
+    model = (model or "").strip()
+    if not model:
+        raise ConfigError(f"{provider}: needs a model, e.g. {example}")
+    p = Provider.resolve(provider, config, base_url=base_url, api_key=api_key, base_env=base_env, key_env=key_env,
+                         default_base=default_base, http=http)
+    brain.base_url, brain.api_key, brain.settings, brain.prices = p.base_url, p.api_key, p.settings, p.prices
+    brain.model = model
+    return p.table
+
+
 # The conversation sent with each turn is a bounded window, so a request does not grow with
 # the number of turns: every crewctl prompt restates the durable goal (criteria, evidence,
 # steers, budget), which makes older prompts redundant. The last exchange is kept whole;

@@ -80,15 +80,10 @@ class AnthropicBrain:
     ) -> None:
         """`http` takes HttpSettings keys (timeout, max_attempts, backoff_base, ...) and price
         keys (input_usd_per_mtok, ...); each overrides the config file's [anthropic] value."""
-        model = (model or "").strip()
-        if not model:
-            raise ConfigError("anthropic: needs a model, e.g. anthropic:claude-sonnet-4-5")
-        p = _http.Provider.resolve(
-            PROVIDER, config, base_url=base_url, api_key=api_key, base_env=BASE_URL_ENV, key_env=KEY_ENV,
-            default_base=DEFAULT_BASE_URL, http=http,
+        table = _http.bind_provider(
+            self, PROVIDER, model, "anthropic:claude-sonnet-4-5", config, base_url=base_url, api_key=api_key,
+            base_env=BASE_URL_ENV, key_env=KEY_ENV, default_base=DEFAULT_BASE_URL, http=http,
         )
-        table, self.base_url, self.api_key, self.settings, self.prices = p.table, p.base_url, p.api_key, p.settings, p.prices
-        self.model = model
         tokens = _http.config_number(PROVIDER, table, "max_tokens", max_tokens, int)
         self.max_tokens = DEFAULT_MAX_TOKENS if tokens is None else tokens
         if self.max_tokens < 1:

@@ -94,15 +94,11 @@ class OpenAIBrain:
     ) -> None:
         """`http` takes HttpSettings keys (timeout, max_attempts, backoff_base, ...) and price
         keys (input_usd_per_mtok, ...); each overrides the config file's [openai] value."""
-        model = (model or "").strip()
-        if not model:
-            raise ConfigError("openai: needs a model, e.g. openai:gpt-4o-mini or openai:llama3@http://127.0.0.1:11434/v1")
-        p = _http.Provider.resolve(
-            PROVIDER, config, base_url=base_url, api_key=api_key, base_env=BASE_URL_ENV, key_env=KEY_ENV,
+        table = _http.bind_provider(
+            self, PROVIDER, model, "openai:gpt-4o-mini or openai:llama3@http://127.0.0.1:11434/v1", config,
+            base_url=base_url, api_key=api_key, base_env=BASE_URL_ENV, key_env=KEY_ENV,
             default_base=DEFAULT_BASE_URL, http=http,
         )
-        table, self.base_url, self.api_key, self.settings, self.prices = p.table, p.base_url, p.api_key, p.settings, p.prices
-        self.model = model
         self.stream = _http.config_flag(PROVIDER, table, "stream", stream, default=True)
         self.max_tokens = _http.config_number(PROVIDER, table, "max_tokens", max_tokens, int)
         self.temperature = _http.config_number(PROVIDER, table, "temperature", temperature, float)

@@ -46,7 +46,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 __all__ = [
     "BODY_LIMIT",
@@ -61,6 +61,7 @@ __all__ = [
     "collapse",
     "extract",
     "quote",
+    "quoted_section",
 ]
 
 KINDS = ("clarify", "lock", "plan", "ready", "blocked", "verify", "reflect")
@@ -121,6 +122,25 @@ def collapse(text: str, cap: int) -> str:
 
 
 _BACKTICKS = re.compile(r"`+")
+
+
+def quoted_section(head: str, lines: Iterable[str], cap: int, used: int) -> str:
+    """`head`, a blank line and as many of `lines` as fit, quoted, within `cap` bytes in all
+    (`used` is the estimate of head and fence); "" when none fits. Quoted like every text an
+    agent wrote, so a line never acts as a marker."""
+    kept: list[str] = []
+    for line in lines:
+        size = len(line.encode()) + 1
+        if used + size > cap:
+            break
+        kept.append(line)
+        used += size
+    while kept:
+        section = head + "\n\n" + quote("\n".join(kept))
+        if len(section.encode()) <= cap:
+            return section
+        kept.pop()  # a backtick run in a line made the fence longer than reckoned
+    return ""
 
 
 def quote(text: str) -> str:

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from .markers import MEMORY_KINDS, collapse, quote
+from .markers import MEMORY_KINDS, collapse, quote, quoted_section
 
 __all__ = ["Entry", "PROMPT_CAP", "append", "entries", "new_file", "prompt_section"]
 
@@ -115,18 +115,4 @@ def prompt_section(text: str | None, cap: int = PROMPT_CAP) -> str:
     if not items:
         return ""
     fixed = len(_PROMPT_HEAD.encode()) + 2 + len(quote("x").encode()) - 1  # heading, gap, fence
-    lines: list[str] = []
-    used = fixed
-    for entry in reversed(items):
-        line = entry.line()
-        size = len(line.encode()) + 1
-        if used + size > cap:
-            break
-        lines.append(line)
-        used += size
-    while lines:
-        section = _PROMPT_HEAD + "\n\n" + quote("\n".join(lines))
-        if len(section.encode()) <= cap:
-            return section
-        lines.pop()  # a backtick run in an entry made the fence longer than reckoned
-    return ""
+    return quoted_section(_PROMPT_HEAD, (entry.line() for entry in reversed(items)), cap, fixed)

@@ -70,7 +70,7 @@ from .vocab import (
     status_after_hold,
 )
 
-__all__ = ["LEAD_KINDS", "GoalSettings", "clean_usage", "new_goal", "new_run", "spent", "step"]
+__all__ = ["LEAD_KINDS", "GoalSettings", "clean_usage", "new_goal", "new_run", "spend_after", "spent", "step"]
 
 LEAD_KINDS = frozenset({"clarify", "lock", "plan", "ready", "blocked"})
 # Where each lead marker may act. PLAN is also allowed in scoping next to a LOCK.
@@ -1412,16 +1412,18 @@ def _finite(seconds: Any) -> float:
 
 
 def _account(t: _T, usage: ev.TurnUsage) -> None:
+    t.set(spend=spend_after(t.state.spend, usage))
+
+
+def spend_after(sp: Spend, usage: ev.TurnUsage) -> Spend:
+    """The goal's spend with one turn's usage added (sane, finite figures only)."""
     usage = clean_usage(usage)
-    sp = t.state.spend
-    t.set(
-        spend=Spend(
-            input_tokens=sp.input_tokens + usage.input_tokens,
-            output_tokens=sp.output_tokens + usage.output_tokens,
-            cached_tokens=sp.cached_tokens + usage.cached_tokens,
-            cost_usd=sp.cost_usd + (usage.cost_usd or 0.0),
-            seconds=sp.seconds + usage.seconds,
-        )
+    return Spend(
+        input_tokens=sp.input_tokens + usage.input_tokens,
+        output_tokens=sp.output_tokens + usage.output_tokens,
+        cached_tokens=sp.cached_tokens + usage.cached_tokens,
+        cost_usd=sp.cost_usd + (usage.cost_usd or 0.0),
+        seconds=sp.seconds + usage.seconds,
     )
 
 

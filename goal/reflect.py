@@ -27,7 +27,7 @@ from . import events as ev
 from . import markers
 from .effects import BuildEnvelope, PrepareReflection, Record, Release, RunReflection, SaveReflection, Transition
 from .markers import collapse, quote
-from .model import GoalState, InFlight, Spend
+from .model import GoalState, InFlight
 from .prompts import reflector as templates
 from .turns import start_turn
 from .vocab import EnvelopeStatus, RecordType as R, ReflectionStatus, Status
@@ -252,24 +252,14 @@ def _current(s: GoalState, turn: int) -> InFlight | None:
 
 
 def _finished(b: _Builder, e: ev.ReflectionFinished, now: datetime) -> None:
-    from .phases import MAX_MARKER_RECORDS, _usage_dict, clean_usage  # one shape of usage, one cap on records
+    from .phases import MAX_MARKER_RECORDS, _usage_dict, clean_usage, spend_after  # one shape of usage, one cap on records
 
     s = b.state
     f = _current(s, e.turn)
     if f is None:
         return
-    sp = s.spend
     usage = clean_usage(e.usage)  # sane, finite figures only, as for every other turn
-    b.set(
-        in_flight=None,
-        spend=Spend(
-            input_tokens=sp.input_tokens + usage.input_tokens,
-            output_tokens=sp.output_tokens + usage.output_tokens,
-            cached_tokens=sp.cached_tokens + usage.cached_tokens,
-            cost_usd=sp.cost_usd + (usage.cost_usd or 0.0),
-            seconds=sp.seconds + usage.seconds,
-        ),
-    )
+    b.set(in_flight=None, spend=spend_after(s.spend, e.usage))
     b.emit(R.TURN_FINISHED, turn=e.turn, role=ROLE, kind=KIND, usage=_usage_dict(usage), reply_bytes=len(e.text.encode("utf-8", "surrogatepass")))
     verdict = judge(e.text)
     for kind, line in verdict.ignored[:MAX_MARKER_RECORDS]:

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from .markers import SKILL_NAME, collapse, quote
+from .markers import SKILL_NAME, collapse, quoted_section
 
 __all__ = ["LIST_CAP", "Skill", "SkillFormatError", "parse", "prompt_section", "render"]
 
@@ -163,18 +163,6 @@ def prompt_section(skills: Iterable[tuple[str, str]], cap: int = LIST_CAP) -> st
     """The skills section of a lead's first prompt: names and descriptions, in the order
     given (newest first), within `cap` bytes including its heading; "" when there are none."""
     used = len(_PROMPT_HEAD.encode()) + 2 + 8  # heading, blank line, the fence around the list
-    lines: list[str] = []
-    for name, description in skills:
-        line = f"- {collapse(name, 64)}: {collapse(description, _LISTED_DESCRIPTION)}"
-        size = len(line.encode()) + 1
-        if used + size > cap:
-            break
-        lines.append(line)
-        used += size
-    while lines:
-        # Quoted like every text an agent wrote: a description is the reflector's words.
-        section = _PROMPT_HEAD + "\n\n" + quote("\n".join(lines))
-        if len(section.encode()) <= cap:
-            return section
-        lines.pop()  # a backtick run made the fence longer than reckoned
-    return ""
+    # A description is the reflector's words: quoted like every text an agent wrote.
+    lines = (f"- {collapse(name, 64)}: {collapse(description, _LISTED_DESCRIPTION)}" for name, description in skills)
+    return quoted_section(_PROMPT_HEAD, lines, cap, used)

@@ -58,7 +58,7 @@ def test_module_exports_exactly_the_public_api():
 
     assert sorted(markers.__all__) == sorted(
         ["BODY_LIMIT", "KINDS", "MEMORY_KINDS", "SKILL_BODY_LIMIT", "SKILL_NAME", "Extraction", "Marker", "MarkerError",
-         "check_command_problem", "collapse", "extract", "quote"]
+         "check_command_problem", "collapse", "extract", "quote", "quoted_section"]
     )
     assert KINDS == ("clarify", "lock", "plan", "ready", "blocked", "verify", "reflect")
     assert BODY_LIMIT == 64 * 1024
