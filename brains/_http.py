@@ -258,6 +258,22 @@ class Failure(Exception):
         self.retry_after = retry_after
 
 
+def json_object(provider: str, text: str) -> dict:
+    """A response body that must be a JSON object; anything else is a retryable failure."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise Failure(BrainError(f"{provider}: the server sent something that is not JSON: {text[:80]!r}"), retry=True) from None
+    if not isinstance(data, dict):
+        raise Failure(BrainError(f"{provider}: the server sent JSON that is not an object"), retry=True)
+    return data
+
+
+def token_count(value: Any) -> int:
+    """A token count as the APIs report it: a non-negative integer, else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
 def _note_reset(failure: Failure) -> None:
     """A usage limit whose response said how long to wait: the error carries when it resets,
     so the goal can wait that long and go on by itself."""
@@ -648,6 +664,20 @@ def new_client() -> httpx.Client:
         follow_redirects=False,
         trust_env=True,
     )
+
+
+class HttpBrain:
+    """What the HTTP brains share: one lazily opened client per brain."""
+
+    _http: "LazyClient"
+
+    @property
+    def _client(self) -> Any:
+        return self._http.get()
+
+    def close(self) -> None:
+        """Close the HTTP client (a later turn opens a new one)."""
+        self._http.close()
 
 
 class LazyClient:

@@ -31,7 +31,6 @@ cache_read_input_tokens, a part of it.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..exceptions import BrainConfigError, BrainError, ConfigError, UsageLimited
@@ -63,7 +62,7 @@ OVERLOADED = "overloaded_error"
 RATE_LIMITED = "rate_limit_error"
 
 
-class AnthropicBrain:
+class AnthropicBrain(_http.HttpBrain):
     wants_history = True  # crewctl stores the session's messages and passes them back
 
     def __init__(
@@ -97,14 +96,6 @@ class AnthropicBrain:
     def from_spec(cls, rest: str, config: "Config | None" = None) -> "AnthropicBrain":
         """`MODEL` (the part after "anthropic:")."""
         return cls((rest or "").strip(), config=config)
-
-    @property
-    def _client(self) -> Any:
-        return self._http.get()
-
-    def close(self) -> None:
-        """Close the HTTP client (a later turn opens a new one)."""
-        self._http.close()
 
     # -----------------------------------------------------------------------------------
 
@@ -222,14 +213,7 @@ class AnthropicBrain:
 
 
 def _json(text: str) -> dict:
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise Failure(BrainError(f"anthropic: the server sent something that is not JSON: {text[:80]!r}"), retry=True) from None
-    if not isinstance(data, dict):
-        raise Failure(BrainError("anthropic: the server sent JSON that is not an object"), retry=True)
-    return data
+    return _http.json_object(PROVIDER, text)
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+_count = _http.token_count

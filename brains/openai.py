@@ -77,7 +77,7 @@ _NO_STREAM_USAGE: set[str] = set()
 _NO_STREAM_USAGE_LOCK = threading.Lock()
 
 
-class OpenAIBrain:
+class OpenAIBrain(_http.HttpBrain):
     wants_history = True  # crewctl stores the session's messages and passes them back
 
     def __init__(
@@ -122,14 +122,6 @@ class OpenAIBrain:
         if any(ch.isspace() for ch in model):
             raise ConfigError(f"openai:{rest}: a model name has no spaces")
         return cls(model, url, config=config)
-
-    @property
-    def _client(self) -> Any:
-        return self._http.get()
-
-    def close(self) -> None:
-        """Close the HTTP client (a later turn opens a new one)."""
-        self._http.close()
 
     # -----------------------------------------------------------------------------------
 
@@ -253,14 +245,7 @@ def _is_event_stream(response: Any) -> bool:
 
 
 def _json(text: str) -> dict:
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise Failure(BrainError(f"openai: the server sent something that is not JSON: {text[:80]!r}"), retry=True) from None
-    if not isinstance(data, dict):
-        raise Failure(BrainError("openai: the server sent JSON that is not an object"), retry=True)
-    return data
+    return _http.json_object(PROVIDER, text)
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+_count = _http.token_count
