@@ -1,5 +1,9 @@
 """The daemon: `crewctl run`. One per $CREWCTL_HOME.
 
+Its length (about 680 lines) is one start-up and shutdown sequence read top to bottom: the
+order of lock, store, sockets, sandbox, resume and drain is the contract, and splitting it
+would hide that order across files.
+
 It makes the home private (0700), holds the home's lock, opens the store, binds three
 ROUTERs, starts one supervisor per live goal (each resumes from the store), answers the
 CLI, and on SIGTERM/SIGINT drains: no new turns, in-flight turns get a grace period,

@@ -1,5 +1,8 @@
 """Snapshot the lead's workspace for a gate round, without touching it and without trusting it.
 
+Its length (about 630 lines) is one adversarial copy: every refusal (symlinks, quotas,
+git config, sparse files) sits beside the copy step it guards, which a split would separate.
+
 What the lead left is what the checks and the verifier see: tracked, modified and untracked
 files; not git-ignored files and not `.git`. The workspace is the lead's, so everything in
 it is treated as hostile input:

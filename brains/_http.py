@@ -1,5 +1,8 @@
 """Shared HTTP plumbing for the API brains (`openai:` and `anthropic:`).
 
+Its length (about 730 lines) is the one HTTP stack both API brains share (retries,
+Retry-After, SSE, caps, typed failures); split, the two brains would import it piecemeal.
+
 Why httpx, and only httpx: two endpoints (Chat Completions and Messages) do not justify two
 heavy vendor SDKs with their own retry loops, timeouts and exception trees that would have
 to be unwrapped into crewctl's. httpx is already a dependency and gives exactly what a turn

@@ -1,5 +1,8 @@
 """The `crewctl watch` dashboard (Textual): every goal, one goal, one agent's thread.
 
+Its length (about 780 lines) is three Textual screens and their shared widgets, which
+reference each other's bindings and styles; they are one view of one feed.
+
 Three screens, one stack: the goal list (what needs you first, then what runs, then the
 rest), a goal (criteria with evidence, plan steps, the timeline as it happens), and the
 active agent's thread (its recent replies). Enter goes deeper, Escape goes back, q quits.

@@ -1,5 +1,9 @@
 """The phase machine: `step(state, event, now) -> Transition`. Every rule of the gate lives here.
 
+Its length (about 1,600 lines) is deliberate: every rule that moves a goal is in this one
+file, so a reviewer reads the whole gate in one place; the parts that are not the gate's
+rules live beside it (goal/turns.py, vocab.py, validate.py, protect.py, reflect.py).
+
 Pure: no I/O, no threads, no clock reads (`now` is passed in). The goal supervisor actor
 persists `Transition.state` and `Transition.records` in one transaction, then performs
 `Transition.effects`. A command the goal's rules refuse raises `Refused` and changes nothing.

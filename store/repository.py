@@ -1,5 +1,8 @@
 """The store's operations: open a database, create goals, commit transitions, read views.
 
+Its length (about 650 lines) is the Store API alone (open, commit, reads); SQL, the pool,
+the writer and row mapping are in the package's private modules.
+
 A transition and its timeline records are one transaction, committed before any effect
 runs. The peewee models (models.py) define the schema for SQLite and PostgreSQL alike and
 create it; the hot paths below are hand-written parameterised SQL on those same tables,
