@@ -94,7 +94,9 @@ PRESET = Preset(
     build_args=_llm_args,
     parse=_llm_parse,
     failure=_no_failure,
-    credential_env=("OPENAI_API_KEY", "ANTHROPIC_API_KEY"),
+    # LLM_USER_PATH: a lead or worker keeps its conversations where the operator put them (a
+    # verifier never gets it: Sandbox.for_verifier drops the state_env names).
+    credential_env=("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "LLM_USER_PATH"),
     state_dirs=(".config/io.datasette.llm",),
     state_env=("LLM_USER_PATH",),
     # Keys, the OpenAI-compatible models the user added, the default model; never logs.db,
