@@ -47,6 +47,7 @@ from .. import brains
 from ..brains import TurnRequest
 from ..exceptions import BrainConfigError, BrainError, ConfigError, ProtocolError, turn_failure_kind
 from ..sandbox import brain_kind
+from ..outputs.git import porcelain_paths
 from ..transport import protocol
 from ..transport.wake import WakePipe
 from ..transport.codec import MAX_FRAME, message, pack, unpack
@@ -532,21 +533,7 @@ def _git_dirty(workdir: str) -> list[str] | None:
         return None
     if done.returncode != 0:
         return None
-    paths: list[str] = []
-    entries = done.stdout.decode("utf-8", "surrogateescape").split("\0")
-    i = 0
-    while i < len(entries):
-        entry = entries[i]
-        i += 1
-        if len(entry) < 4:
-            continue
-        status, path = entry[:2], entry[3:]
-        paths.append(path)
-        if "R" in status or "C" in status:
-            i += 1  # the rename's source path follows; the destination is what changed
-        if len(paths) >= SCAN_CAP:
-            break
-    return paths
+    return porcelain_paths(done.stdout.decode("utf-8", "surrogateescape"), cap=SCAN_CAP)
 
 
 def _stat_all(workdir: str, paths: list[str]) -> dict[str, tuple[int, int]]:

@@ -15,6 +15,7 @@ import os
 import subprocess
 from typing import Any
 
+from ..outputs.git import porcelain_paths
 from .runtime import goal_dir
 
 __all__ = ["MAX_MANIFEST_FILES", "changed_files", "record_start"]
@@ -42,19 +43,7 @@ def _dirty(workspace: str) -> list[str] | None:
     out = _git(workspace, "status", "--porcelain=v1", "-z", "--untracked-files=all")
     if out is None:
         return None
-    paths = []
-    entries = out.split("\0")
-    i = 0
-    while i < len(entries):
-        entry = entries[i]
-        i += 1
-        if len(entry) < 4:
-            continue
-        code, path = entry[:2], entry[3:]
-        if code[0] in "RC":  # a rename's source follows it
-            i += 1
-        paths.append(path)
-    return sorted(paths)
+    return sorted(porcelain_paths(out))
 
 
 def record_start(home: str, goal_id: str, workspace: str, at: str) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ import os
 import subprocess
 from typing import Mapping, Sequence
 
-__all__ = ["GitError", "SAFE_CONFIG", "git", "git_env"]
+__all__ = ["GitError", "SAFE_CONFIG", "git", "git_env", "porcelain_paths"]
 
 # Overrides of what a repository's own config could make git run.
 SAFE_CONFIG = (
@@ -76,3 +76,22 @@ def git(
         raise GitError(f"git {args[0]} failed: {said}")
     return done
 
+
+def porcelain_paths(text: str, cap: int | None = None) -> list[str]:
+    """The paths `git status --porcelain=v1 -z` lists, in its order (at most `cap`): for a
+    rename or copy the destination, whose source follows it as an entry of its own."""
+    paths: list[str] = []
+    entries = text.split("\0")
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        code, path = entry[:2], entry[3:]
+        paths.append(path)
+        if "R" in code or "C" in code:
+            i += 1
+        if cap is not None and len(paths) >= cap:
+            break
+    return paths

@@ -34,10 +34,11 @@ from crewctl.exceptions import BrainError
 from crewctl.sandbox._env import seed_home
 from crewctl.testing.llm import llm_url, wait_for_llm
 from crewctl.testing.responses import ResponsesShim
+from crewctl.testing.tools import TOOLS_CACHE, needs_tool
 
 pytestmark = pytest.mark.llm
 
-CACHE = os.environ.get("CREWCTL_TOOLS_CACHE") or os.path.expanduser("~/.cache/crewctl-tools")  # as .ci/run
+CACHE = TOOLS_CACHE  # where .ci/run installs them
 
 
 def _tool(env: str, *candidates: str) -> str | None:
@@ -92,7 +93,7 @@ def tree(path) -> set[str]:
 
 # -- aider -------------------------------------------------------------------------------------
 
-needs_aider = pytest.mark.skipif(AIDER is None, reason="aider is not installed (.ci/run installs it)")
+needs_aider = needs_tool(AIDER, "aider")
 
 
 @needs_aider
@@ -142,7 +143,7 @@ def test_aider_lead_in_a_git_workspace_stages_nothing_and_leaves_no_cache(tmp_pa
 
 # -- codex -------------------------------------------------------------------------------------
 
-needs_codex = pytest.mark.skipif(CODEX is None, reason="codex is not installed (.ci/run installs it)")
+needs_codex = needs_tool(CODEX, "codex")
 
 
 def codex_home(home, base_url: str) -> None:

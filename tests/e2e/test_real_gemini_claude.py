@@ -22,8 +22,9 @@ import pytest
 from crewctl.brains.base import TurnRequest
 from crewctl.brains.presets import PRESETS, PresetBrain, PresetSettings, invocation
 from crewctl.exceptions import BrainConfigError
+from crewctl.testing.tools import TOOLS_CACHE, missing_tool, needs_tool
 
-CACHE = os.environ.get("CREWCTL_TOOLS_CACHE") or os.path.expanduser("~/.cache/crewctl-tools")  # as .ci/run
+CACHE = TOOLS_CACHE  # where .ci/run installs them
 
 
 def _tool(env: str, path: str) -> str | None:
@@ -40,7 +41,7 @@ TOOLS = {
 
 
 def installed(name: str):
-    return pytest.mark.skipif(TOOLS[name] is None, reason=f"{name} is not installed (.ci/run installs it)")
+    return needs_tool(TOOLS[name], name)
 
 
 def brain(name: str) -> PresetBrain:
@@ -67,7 +68,7 @@ def help_text(name: str) -> str:
 @pytest.mark.parametrize("role", ["lead", "worker", "verifier"])
 def test_every_flag_the_preset_passes_is_in_the_installed_tools_help(name, role):
     if TOOLS[name] is None:
-        pytest.skip(f"{name} is not installed (.ci/run installs it)")
+        missing_tool(name)
     text = help_text(name)
     call = invocation(PRESETS[name], role, model="some-model", resume_ref="a-session-id" if role != "verifier" else None)
     flags = [a for a in call.argv[1:] if a.startswith("-")]

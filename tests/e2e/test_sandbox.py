@@ -313,6 +313,8 @@ def test_a_leads_setsid_grandchild_is_gone_when_its_turn_ends(sup, ws, tmp_path)
     lead = write_agent(tmp_path, "lead", """
         import subprocess
         if count() == 1:
+            # A grandchild that holds a lock for as long as it lives (its sleep is its life, not
+            # a wait): the test reads the lock to see whether it outlived the turn.
             child = "import fcntl, os, time\\nfd = os.open('alive.lock', os.O_RDWR | os.O_CREAT)\\nfcntl.flock(fd, fcntl.LOCK_EX)\\ntime.sleep(600)"
             subprocess.Popen(["setsid", sys.executable, "-c", child], stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

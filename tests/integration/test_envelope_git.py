@@ -103,3 +103,26 @@ def test_a_starting_commit_the_repository_does_not_have_is_a_clear_error(tmp_pat
         assert "starting commit 000000000000 is not in the workspace's repository" in str(exc)
     else:
         raise AssertionError("no error")
+
+
+def test_porcelain_paths_lists_each_changed_path_once_with_a_rename_as_its_destination(tmp_path):
+    import subprocess
+
+    from crewctl.outputs.git import porcelain_paths
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True).stdout
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.com")
+    git("config", "user.name", "t")
+    (tmp_path / "old name.txt").write_text("a\n")
+    (tmp_path / "kept.txt").write_text("b\n")
+    git("add", ".")
+    git("commit", "-qm", "start")
+    git("mv", "old name.txt", "new name.txt")
+    (tmp_path / "kept.txt").write_text("changed\n")
+    (tmp_path / "fresh.txt").write_text("c\n")
+    out = git("status", "--porcelain=v1", "-z", "--untracked-files=all").decode()
+    assert sorted(porcelain_paths(out)) == ["fresh.txt", "kept.txt", "new name.txt"]
+    assert len(porcelain_paths(out, cap=2)) == 2

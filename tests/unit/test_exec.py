@@ -28,7 +28,7 @@ def test_a_timed_out_tool_is_reported_with_its_last_words_not_only_the_timeout(t
         "print('Attempt 1 failed. Retrying with backoff... Error: fetch failed sending request', file=sys.stderr)\n"
         "print('    at async retryWithBackoff (file:///x/chunk.js:1:2)', file=sys.stderr)\n"
         "sys.stderr.flush()\n"
-        "time.sleep(60)\n"
+        "time.sleep(60)\n"  # the tool hangs: the turn's timeout is what ends it
     )
     with pytest.raises(BrainError) as caught:
         run_process([sys.executable, "-c", script], request(tmp_path, timeout=2.0))
@@ -39,6 +39,7 @@ def test_a_timed_out_tool_is_reported_with_its_last_words_not_only_the_timeout(t
 
 
 def test_a_timed_out_tool_that_wrote_only_stdout_is_quoted_from_stdout_on_one_capped_line(tmp_path):
+    # The tool hangs after its last words: the turn's timeout is what ends it.
     script = "import sys, time\nprint('x' * 5000 + '\\nReconnecting... waiting for network', flush=True)\ntime.sleep(60)\n"
     with pytest.raises(BrainError) as caught:
         run_process([sys.executable, "-c", script], request(tmp_path, timeout=2.0))
@@ -50,5 +51,6 @@ def test_a_timed_out_tool_that_wrote_only_stdout_is_quoted_from_stdout_on_one_ca
 
 def test_a_silent_timed_out_tool_says_only_that_it_timed_out(tmp_path):
     with pytest.raises(BrainError) as caught:
+        # a silent tool that hangs until the turn's timeout ends it
         run_process([sys.executable, "-c", "import time; time.sleep(60)"], request(tmp_path, timeout=1.0))
     assert str(caught.value).endswith("timed out after 1s")
