@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from crewctl.testing.llm import llm_url, wait_for_llm
+from crewctl.testing.llm import ReplyCap, llm_url, wait_for_llm
 from crewctl.testing.postgres import PostgresUnavailable, TempPostgres
 
 
@@ -16,15 +16,19 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def llm_model() -> tuple[str, str]:
-    """(base URL, model id) of the real OpenAI-compatible server, waiting for it in CI."""
+def llm_model():
+    """(base URL, model id) of the real OpenAI-compatible server, waiting for it in CI.
+
+    The URL is a ReplyCap in front of the server: no test's tool can hold the one server
+    with an uncapped reply and starve the model tests after it."""
     url = llm_url()
     if url is None:
         pytest.skip("set CREWCTL_TEST_OPENAI_URL (e.g. from `shared/tools/local-llm start`) to run model tests")
     model = wait_for_llm(url)
     if model is None:
         pytest.skip(f"the model server at {url} did not answer within its time budget")
-    return url, model
+    with ReplyCap(url) as cap:
+        yield cap.base_url, model
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ import pytest
 
 from crewctl.sandbox import Sandbox
 from crewctl.testing import Supervisor, run_cli, wait_until
+from crewctl.testing.llm import MODEL_TEST_DEADLINE
 
 BIN = os.path.dirname(sys.executable)
 
@@ -86,7 +87,7 @@ def test_brains_check_refuses_a_name_that_is_no_brain_with_one_line_and_exit_2(t
 def test_brains_check_runs_one_real_turn_per_role_and_says_each_works(llm_model, tmp_path):
     url, model = llm_model
     home = operator_llm_home(tmp_path, url, model)
-    done = run_cli(str(tmp_path / "crew"), "brains", "check", "llm:local", "--json", env=env_for(home, tmp_path), timeout=600)
+    done = run_cli(str(tmp_path / "crew"), "brains", "check", "llm:local", "--json", env=env_for(home, tmp_path), timeout=MODEL_TEST_DEADLINE)
     assert done.code == 0, done
     report = json.loads(done.stdout)
     assert report["ok"] and report["sandboxed"]
@@ -100,7 +101,7 @@ def test_brains_check_names_the_role_that_fails_in_the_tools_own_words(llm_model
     url, model = llm_model
     home = operator_llm_home(tmp_path, url, model)
     done = run_cli(str(tmp_path / "crew"), "brains", "check", "llm:not-configured", "--role", "verifier",
-                   env=env_for(home, tmp_path), timeout=600)
+                   env=env_for(home, tmp_path), timeout=MODEL_TEST_DEADLINE)
     assert done.code == 1, done
     assert done.stdout.startswith("verifier: FAILED (sandboxed, ") and "Unknown model: not-configured" in done.stdout
 
@@ -125,7 +126,7 @@ def test_the_real_llm_cli_as_verifier_of_a_real_goal_reaches_the_configured_mode
             return [e for e in sup.events(goal) if e["type"] in ("turn_finished", "turn_failed")
                     and e["payload"].get("role") == "verifier"]
 
-        wait_until(verifier_turns, timeout=400, interval=0.5, message="the llm verifier's turn")
+        wait_until(verifier_turns, timeout=MODEL_TEST_DEADLINE, interval=0.5, message="the llm verifier's turn")
         events = sup.events(goal)
         [first, *_] = verifier_turns()
         assert first["type"] == "turn_finished", json.dumps(events, indent=1)[-3000:]

@@ -27,13 +27,14 @@ from crewctl.goal import markers
 from crewctl.goal.prompts import verifier as verifier_templates
 from crewctl.testing import Supervisor, wait_until, write_agent
 from crewctl.testing.http import LoopbackServer, RecordedRequest, Reply
+from crewctl.testing.llm import MODEL_TEST_DEADLINE
 
 pytestmark = pytest.mark.llm
 
 MAX_AUTO_TURNS = 3
 ATTEMPT_CAP = 1
 TOKEN_BUDGET = 2500
-DEADLINE = 600  # seconds for the whole goal; a turn takes 1-10 s on 2 cores
+DEADLINE = MODEL_TEST_DEADLINE  # for the whole goal; a turn takes 1-10 s on 2 cores
 BOUNDED = ("blocked", "budget_limited", "awaiting_signoff")
 
 OBJECTIVE = (

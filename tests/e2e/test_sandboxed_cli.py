@@ -17,6 +17,7 @@ import sys
 import pytest
 
 from crewctl.testing import Supervisor, wait_until
+from crewctl.testing.llm import MODEL_TEST_DEADLINE
 
 pytestmark = pytest.mark.llm
 
@@ -62,7 +63,7 @@ def test_the_real_llm_cli_runs_as_lead_inside_the_sandbox_and_resumes_its_conver
                 resumed.append(True)
             return False
 
-        wait_until(second_turn, timeout=400, interval=0.5, message="two lead turns of the llm CLI")
+        wait_until(second_turn, timeout=MODEL_TEST_DEADLINE, interval=0.5, message="two lead turns of the llm CLI")
         events = sup.events(goal)
         assert not [e for e in events if e["type"] == "turn_failed"], json.dumps(events, indent=1)[-3000:]
         assert "unsandboxed" not in [e["type"] for e in events]
