@@ -107,6 +107,34 @@ def _store(db_url: str | None, home: str) -> dict[str, Any]:
         store.close()
 
 
+def _budgets(db_url: str | None, home: str) -> dict[str, Any]:
+    """Goals still going whose token budget cannot trip: their brains reported no tokens."""
+    from ..goal.vocab import TERMINAL
+
+    try:
+        store = open_store(db_url, home, create=False)
+    except CrewError:
+        return {"ok": True, "uncounted": []}  # the database check says what is wrong with it
+    try:
+        goals = store.list_goals() if store.db is not None and store._schema_version() is not None else []
+    except Exception:  # an unreachable or older database: the database check reports it
+        goals = []
+    finally:
+        store.close()
+    uncounted = [
+        {"goal": g["id"], "turns": g["usage"].get("uncounted_turns") or 0, "token_budget": g["budget"].get("tokens")}
+        for g in goals
+        if g["status"] not in TERMINAL and g["budget"].get("tokens") and g["usage"].get("uncounted_turns")
+    ]
+    entry: dict[str, Any] = {"ok": not uncounted, "uncounted": uncounted}
+    if uncounted:
+        entry["why"] = "; ".join(
+            f"goal {u['goal']}: {u['turns']} turn{'s' * (u['turns'] != 1)} reported no token usage, so its "
+            f"token budget ({u['token_budget']}) cannot trip: `crewctl goal budget {u['goal']} --seconds N` bounds it"
+            for u in uncounted)
+    return entry
+
+
 def run_checks(home: str, db_url: str | None) -> dict[str, Any]:
     from ..config import config_path, load_config
 
@@ -135,7 +163,8 @@ def run_checks(home: str, db_url: str | None) -> dict[str, Any]:
     roster = [spec.partition(":")[0] for spec in config.roster.values()]
     missing = [b["name"] for b in report["brains"] if b["name"] in roster and not b["found"]]
     report["roster"] = {"ok": not missing, "missing": missing, **({"why": f"the roster names {', '.join(missing)}, not found on PATH"} if missing else {})}
-    report["ok"] = all(report[k]["ok"] for k in ("config", "sandbox", "home", "database", "roster"))
+    report["budgets"] = _budgets(db_url, home)
+    report["ok"] = all(report[k]["ok"] for k in ("config", "sandbox", "home", "database", "roster", "budgets"))
     return report
 
 
@@ -154,7 +183,8 @@ def doctor_command(db, as_json):
     Exit 0 when everything is well, 1 otherwise; each problem says how to fix it.
     --json: {"ok", "sandbox": {"ok", "how", "why"}, "config": {"path", ...},
     "brains": [{"name", "found", "version", "path"}], "home": {"path", "mode", ...},
-    "database": {"url", "schema", "reachable", ...}, "roster": {...}}
+    "database": {"url", "schema", "reachable", ...}, "roster": {...},
+    "budgets": {"ok", "uncounted": [{"goal", "turns", "token_budget"}]}}
     """
     report = run_checks(resolve_home(), db)
     if as_json:
@@ -173,5 +203,7 @@ def doctor_command(db, as_json):
         click.echo(_line(report["roster"]["ok"], "agents", ", ".join(f"{b['name']} ({b['version'] or 'version unknown'})" for b in found) or "no agent CLI found on PATH (exec:, openai:, anthropic: brains still work)"))
         if report["roster"].get("why"):
             click.echo(f"    {report['roster']['why']}")
+        b = report["budgets"]
+        click.echo(_line(b["ok"], "budgets", "every token budget counts its goal's turns" if b["ok"] else b["why"]))
         click.echo("all well" if report["ok"] else "something needs fixing (see NO above)")
     sys.exit(0 if report["ok"] else 1)

@@ -112,7 +112,7 @@ def _render_goal(g: dict[str, Any]) -> str:
             holder = f" on {s['holder']}" if s.get("holder") else ""
             approval = " (needs approval)" if s["needs_approval"] and not s["approved"] and s["status"] == "pending" else ""
             lines.append(f"    [{s['status']:<11}] {s['id']}: {s['title']}{holder}{approval}")
-    lines += mission.spend_lines(g)[:1]  # the spend; then one line per budget, with its bar
+    lines += mission.spend_lines(g)[:1] + mission.uncounted_lines(g)  # the spend; then one line per budget, with its bar
     for name, line in zip(g.get("budget_left") or {}, _budget_lines(g.get("budget_left") or {})):
         fraction = (g["budget_left"][name]["percent"] or 0) / 100
         lines.append(f"  budget:    {line}  {mission.bar(fraction)}")

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 from ..goal.vocab import Status
 from ._common import duration, human_time, since_seconds
 
-__all__ = ["activity", "bar", "filter_goals", "list_table", "now_lines", "spend_lines", "spend_summary", "waits_for"]
+__all__ = ["activity", "bar", "filter_goals", "list_table", "now_lines", "spend_lines", "spend_summary", "uncounted_lines", "waits_for"]
 
 _WAITS = {
     Status.AWAITING_INPUT: "your answers",
@@ -108,7 +108,7 @@ def spend_lines(g: dict[str, Any]) -> list[str]:
     spend = f"{u['input_tokens']} in / {u['output_tokens']} out tokens, {duration(u['seconds'])} of agent time"
     if u.get("cost_usd"):
         spend += f", ${u['cost_usd']:.4f}"
-    lines = [f"  spend:     {spend}"]
+    lines = [f"  spend:     {spend}", *uncounted_lines(g)]
     names = {"tokens": "tokens", "seconds": "time", "cost_usd": "cost"}
     for use in g.get("budget_use") or ():
         used, limit = use["used"], use["limit"]
@@ -120,6 +120,18 @@ def spend_lines(g: dict[str, Any]) -> list[str]:
             shown = f"{used} of {limit}"
         lines.append(f"  budget:    {names[use['budget']]:<7} {bar(use['percent'] / 100)} {use['percent']:5.1f}%  {shown}")
     return lines
+
+
+def uncounted_lines(g: dict[str, Any]) -> list[str]:
+    """Said wherever the spend is: turns whose brain reported no tokens, which a token budget
+    cannot count (an agent CLI that prints no usage, a server that streams none)."""
+    n = (g.get("usage") or {}).get("uncounted_turns") or 0
+    if not n:
+        return []
+    line = f"  uncounted: {n} turn{'s' * (n != 1)} reported no token usage"
+    if (g.get("budget") or {}).get("tokens"):
+        line += ": the token budget cannot count them (a --time-budget can)"
+    return [line]
 
 
 def filter_goals(goals: list[dict[str, Any]], statuses: Iterable[str], attention: bool) -> list[dict[str, Any]]:

@@ -201,6 +201,10 @@ class Spend:
     cached_tokens: int = 0
     cost_usd: float = 0.0
     seconds: float = 0.0
+    # Turns that replied but reported no tokens at all (an agent CLI that prints no usage, a
+    # server that streams none): a token budget cannot count them, which the operator must
+    # be told (`goal show`, `doctor`) rather than find out when the bill comes.
+    uncounted_turns: int = 0
 
     @property
     def tokens(self) -> int:

@@ -921,7 +921,7 @@ def _on_turn_failed(t: _T, e: ev.TurnFailed) -> None:
     if e.kind == "time_budget":
         # The turn ran into the time budget and was stopped: its time is spent, its reply
         # lost, and the lead winds down (a raise continues the work with a fresh turn).
-        _account(t, ev.TurnUsage(seconds=e.seconds))
+        _account(t, ev.TurnUsage(seconds=e.seconds), replied=False)
         t.set(in_flight=None)
         t.emit(R.TURN_FAILED, turn=e.turn, role=f.role, error=error, kind=e.kind, seconds=round(_finite(e.seconds), 3))
         _budget_limited(t, spent(t.state) or "time")
@@ -1415,14 +1415,17 @@ def _finite(seconds: Any) -> float:
     return validate.finite_usage(seconds, high=validate.MAX_SECONDS) or 0.0
 
 
-def _account(t: _T, usage: ev.TurnUsage) -> None:
-    t.set(spend=spend_after(t.state.spend, usage))
+def _account(t: _T, usage: ev.TurnUsage, *, replied: bool = True) -> None:
+    t.set(spend=spend_after(t.state.spend, usage, replied=replied))
 
 
-def spend_after(sp: Spend, usage: ev.TurnUsage) -> Spend:
-    """The goal's spend with one turn's usage added (sane, finite figures only)."""
+def spend_after(sp: Spend, usage: ev.TurnUsage, *, replied: bool = True) -> Spend:
+    """The goal's spend with one turn's usage added (sane, finite figures only). A turn that
+    `replied` with no tokens at all is counted as uncounted: its brain reports no usage."""
     usage = clean_usage(usage)
+    uncounted = replied and usage.input_tokens == 0 and usage.output_tokens == 0
     return Spend(
+        uncounted_turns=sp.uncounted_turns + uncounted,
         input_tokens=sp.input_tokens + usage.input_tokens,
         output_tokens=sp.output_tokens + usage.output_tokens,
         cached_tokens=sp.cached_tokens + usage.cached_tokens,

@@ -86,6 +86,7 @@ def goal_view(s: GoalState, *, started_at: str | None = None, since: str | None 
             "cached_tokens": s.spend.cached_tokens,
             "cost_usd": round(s.spend.cost_usd, 6),
             "seconds": round(s.spend.seconds, 3),
+            "uncounted_turns": s.spend.uncounted_turns,
         },
         "budget": {"tokens": s.budget.tokens, "seconds": s.budget.seconds, "cost_usd": s.budget.cost_usd},
         "budget_left": budget_report(s),

@@ -513,7 +513,7 @@ class Store:
                     "created_at": created_at,
                     "updated_at": updated_at,
                     "workspace": workspace,
-                    "usage": {k: spend.get(k, 0) for k in ("input_tokens", "output_tokens", "cached_tokens", "cost_usd", "seconds")},
+                    "usage": {k: spend.get(k, 0) for k in ("input_tokens", "output_tokens", "cached_tokens", "cost_usd", "seconds", "uncounted_turns")},
                     "budget": data.get("budget") or {},
                     "in_flight": None
                     if not flight

@@ -539,3 +539,22 @@ def test_doctor_says_an_unreachable_postgresql_is_not_well(tmp_path):
     assert result.code == 1
     assert report["database"]["kind"] == "postgres" and report["database"]["reachable"] is False
     assert "secret" not in result.stdout  # the password is never printed
+
+
+def test_turns_that_report_no_tokens_are_named_where_a_token_budget_could_not_count_them(sup, ws, tmp_path):
+    # An exec brain that writes no CREWCTL_USAGE_FILE, like an agent CLI that prints no usage:
+    # its turns cost nothing as far as a token budget can tell.
+    lead = write_agent(tmp_path, "silent", 'say("working on it")')
+    goal = sup.new_goal("say hello", "--criterion", "it said hello", "--check", "true",
+                        "--max-auto-turns", "1", "--token-budget", "5000", lead=lead, workspace=ws)
+    view = sup.wait_for_status(goal, "blocked")
+    assert view["usage"]["uncounted_turns"] >= 1 and view["usage"]["input_tokens"] == 0
+    shown = sup.cli("goal", "show", goal).stdout
+    assert "reported no token usage: the token budget cannot count them" in shown, shown
+    result = sup.cli("doctor", "--json", check=False)
+    report = result.json()
+    assert result.code == 1 and report["budgets"]["ok"] is False
+    assert [u["goal"] for u in report["budgets"]["uncounted"]] == [goal]
+    assert f"goal budget {goal} --seconds" in report["budgets"]["why"]
+    sup.cli("goal", "cancel", goal)  # a goal that is over no longer needs its budget counted
+    assert sup.cli("doctor", "--json", check=False).json()["budgets"] == {"ok": True, "uncounted": []}
