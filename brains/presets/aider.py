@@ -26,6 +26,11 @@ __all__ = ["PRESET"]
 # aider's rounded display ("1.2k" = 1200), summed over every Tokens line; the cost is the last
 # "session" figure (this process's total). Each turn starts a fresh chat: the chat and input
 # history files go to the null device so nothing is written into the workspace for them.
+# A reply cut at the model's output limit (finish_reason "length") prints no Tokens line:
+# aider shows the reply, then "Model … has hit a token limit!" and its own estimates
+# ("Input tokens: ~445 of 0"), then advice. That is still a reply (a marker cut in half is the
+# marker parser's to refuse), counted at aider's estimate, the only figure it gives: on the
+# local server an estimate of 445 was 705 by the server's count.
 
 
 def _aider_args(role: str, model: str | None, _resume: str | None, extra: Sequence[str], prompt_file: str | None) -> list[str]:
@@ -98,6 +103,8 @@ _AIDER_TOKENS = re.compile(
     r"(?:, (?P<hit>[\d.]+[kM]?) cache hit)?"
     r", (?P<received>[\d.]+[kM]?) received\."
 )
+_AIDER_LIMIT = re.compile(r"^Model .+ has hit a token limit!$")
+_AIDER_ESTIMATE = re.compile(r"^(?P<which>Input|Output) tokens: ~(?P<n>\d+) of ")
 _AIDER_COST = re.compile(r"Cost: \$(?P<message>[\d.]+) message, \$(?P<session>[\d.]+) session\.")
 _AIDER_CHROME = re.compile(
     r"^(Aider v\d"
@@ -126,7 +133,19 @@ def _aider_parse(stdout: bytes, _stderr: str, _resume: str | None) -> TurnReply:
     seen_tokens = False
     cost = None
     kept: list[str] = []
+    cut_at_limit = False
     for line in text.splitlines():
+        if cut_at_limit:
+            estimate = _AIDER_ESTIMATE.match(line.strip())
+            if estimate and not seen_tokens:
+                if estimate["which"] == "Input":
+                    sent += int(estimate["n"])
+                else:
+                    received += int(estimate["n"])
+            continue  # the rest is aider's advice on token limits, not the model's words
+        if _AIDER_LIMIT.match(line.strip()):
+            cut_at_limit = True
+            continue
         tokens = _AIDER_TOKENS.match(line.strip())
         if tokens:
             seen_tokens = True
@@ -140,7 +159,7 @@ def _aider_parse(stdout: bytes, _stderr: str, _resume: str | None) -> TurnReply:
             continue
         kept.append(line)
     reply = "\n".join(kept).strip("\n")
-    if not seen_tokens:
+    if not seen_tokens and not cut_at_limit:
         # aider prints model errors (auth, unknown model) to stdout and may still exit 0; a run
         # without a usage line made no successful model call.
         last = next((line for line in reversed(kept) if line.strip()), "no output")

@@ -659,3 +659,20 @@ def test_aider_verifier_is_given_the_snapshot_files_read_only(tmp_path):
     reads = [line[i + 1] for i, a in enumerate(line) if a == "--read"]
     assert reads == ["b.py", os.path.join("sub", "a.txt")]
     assert "--read" not in invocation(PRESETS["aider"], "lead", workdir=str(tmp_path)).argv
+
+
+def test_an_aider_reply_cut_at_the_output_limit_is_a_reply_counted_at_aiders_estimate():
+    # Real aider 0.86.2 output (tests/data/recordings/README.md): no Tokens line, the reply,
+    # then "has hit a token limit!" with its estimates and advice.
+    reply = parse("aider", recording("aider/message_stdout_token_limit_0.86.2.txt"))
+    assert reply.text == "I'm ready to help"
+    assert reply.usage == Usage(input_tokens=445, output_tokens=5, cached_tokens=0, cost_usd=None)
+
+
+def test_aiders_token_limit_advice_never_reaches_the_reply():
+    stdout = (b"Aider v0.86.2\nCREW_READY_BEGIN\n{\"summary\": \"cut\nModel openai/m has hit a token limit!\n"
+              b"Token counts below are approximate.\n\nInput tokens: ~10 of 0 -- possibly exhausted context window!\n"
+              b"Output tokens: ~64 of 0 -- possibly exceeded output limit!\nCREW_READY_END\n")
+    reply = parse("aider", stdout)
+    assert "CREW_READY_END" not in reply.text and "approximate" not in reply.text
+    assert (reply.usage.input_tokens, reply.usage.output_tokens) == (10, 64)
