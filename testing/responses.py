@@ -14,6 +14,10 @@ items in the input (none arrive when no tool is offered) are passed on as plain 
     with ResponsesShim("http://127.0.0.1:8089/v1", max_tokens=48) as shim:
         ...  # codex with model_providers.local.base_url = shim.base_url, wire_api = "responses"
         shim.exchanges[0]["usage"]  # what the real server reported for the first request
+
+`hold()` keeps every request that arrives from then on waiting, unanswered, until `release()`
+(or the shim closes): a test can catch a tool mid-turn, with its request in flight, and see
+what a cancel or a supervisor stop does to it.
 """
 
 from __future__ import annotations
@@ -35,16 +39,44 @@ class ResponsesShim:
     """Serves `{path}/responses` (and forwards `{path}/models`) in front of `upstream`."""
 
     def __init__(self, upstream: str, *, model: str | None = None, max_tokens: int | None = None,
-                 temperature: float | None = 0.0) -> None:
+                 temperature: float | None = 0.0, instructions: str | None = None) -> None:
         self.upstream = upstream.rstrip("/")
         self.path = urlsplit(self.upstream).path.rstrip("/")
         self.model = model
         self.max_tokens = max_tokens
         self.temperature = temperature
+        # In place of the tool's own system prompt (its instructions and every system or
+        # developer message), if given. The local model evaluates some
+        # 30-80 prompt tokens a second on 2 cores; codex's built-in instructions are ~4k
+        # tokens, one to three minutes a request before the model says a word.
+        self.instructions = instructions
         self.exchanges: list[dict[str, Any]] = []  # {"request", "chat", "status", "usage", "text"}
         self.in_flight = 0
         self._lock = threading.Lock()
+        self._open = threading.Event()
+        self._open.set()
+        self._closed = False
+        self.held = 0  # requests waiting at a hold right now
         self.server = LoopbackServer()
+
+    def hold(self) -> None:
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def _wait_if_held(self) -> bool:
+        """False if the request was held until the shim closed: it is hung up on, unanswered."""
+        if self._open.is_set():
+            return not self._closed
+        with self._lock:
+            self.held += 1
+        try:
+            self._open.wait(timeout=600)
+        finally:
+            with self._lock:
+                self.held -= 1
+        return not self._closed
 
     def __enter__(self) -> "ResponsesShim":
         self.server.start()
@@ -55,6 +87,8 @@ class ResponsesShim:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._closed = True
+        self.release()
         self.server.close()
 
     @property
@@ -73,6 +107,8 @@ class ResponsesShim:
         with self._lock:
             self.in_flight += 1
         try:
+            if not self._wait_if_held():
+                return Reply.closed()
             upstream = httpx.post(f"{self.upstream}/chat/completions", content=request.body,
                                   headers={"content-type": "application/json"}, timeout=600)
             exchange: dict[str, Any] = {"request": request.json(), "chat": request.json(), "status": upstream.status_code,
@@ -92,6 +128,8 @@ class ResponsesShim:
         with self._lock:
             self.in_flight += 1
         try:
+            if not self._wait_if_held():
+                return Reply.closed()
             return self._translate(request)
         finally:
             with self._lock:
@@ -99,7 +137,10 @@ class ResponsesShim:
 
     def _translate(self, request: RecordedRequest) -> Reply:
         body = request.json()
-        chat: dict[str, Any] = {"model": self.model or body.get("model"), "messages": chat_messages(body), "stream": False}
+        messages = chat_messages(body)
+        if self.instructions is not None:  # codex 0.171 sends them as developer messages in its input
+            messages = [{"role": "system", "content": self.instructions}] + [m for m in messages if m["role"] != "system"]
+        chat: dict[str, Any] = {"model": self.model or body.get("model"), "messages": messages, "stream": False}
         if self.max_tokens is not None:
             chat["max_tokens"] = self.max_tokens
         if self.temperature is not None:

@@ -14,9 +14,27 @@ from typing import Any, Callable
 
 import pytest
 
-__all__ = ["TOOLS_CACHE", "missing_tool", "needs_tool"]
+__all__ = ["INSTALLS", "TOOLS_CACHE", "missing_tool", "needs_tool", "tool_path"]
 
 TOOLS_CACHE = os.environ.get("CREWCTL_TOOLS_CACHE") or os.path.expanduser("~/.cache/crewctl-tools")
+
+# Where .ci/run puts each tool under TOOLS_CACHE: aider in its own venv (it pins many
+# packages), the npm tools each under their own prefix.
+INSTALLS = {
+    "aider": "aider-venv/bin/aider",
+    "codex": "codex/node_modules/.bin/codex",
+    "gemini": "gemini/node_modules/.bin/gemini",
+    "claude": "claude/node_modules/.bin/claude",
+    "opencode": "opencode/node_modules/.bin/opencode",
+}
+
+
+def tool_path(name: str) -> str | None:
+    """The real `name` binary: $CREWCTL_TEST_<NAME> if set, else the one .ci/run installed."""
+    for candidate in (os.environ.get(f"CREWCTL_TEST_{name.upper()}"), os.path.join(TOOLS_CACHE, INSTALLS[name])):
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 def _why(name: str) -> str:

@@ -13,15 +13,14 @@ stand-in for that endpoint only: the codex binary, its argv, its JSONL, its sess
 model are all real; the shim turns each Responses request into one chat completion and offers
 the model no tools.
 
-Not here yet (left for the harness `presets` is building, crewctl/testing/realtools.py): the
-same turns through a whole `crewctl run` goal, and the process checks after `goal cancel` and
-a supervisor stop. What is here: process groups are checked after each turn.
+The same tools in whole goals, through a real `crewctl run`, and the process checks after
+`goal cancel` and a supervisor stop: tests/e2e/test_real_tools_goal.py. Here process groups
+are checked after each turn.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 import uuid
@@ -32,44 +31,29 @@ from crewctl.brains.base import TurnRequest
 from crewctl.brains.presets import PRESETS, PresetBrain, PresetSettings
 from crewctl.exceptions import BrainError
 from crewctl.sandbox._env import seed_home
-from crewctl.testing.llm import llm_url, wait_for_llm
+from crewctl.testing.llm import MODEL_TEST_DEADLINE
 from crewctl.testing.responses import ResponsesShim
-from crewctl.testing.tools import TOOLS_CACHE, needs_tool
+from crewctl.testing.tools import needs_tool, tool_path
 
 pytestmark = pytest.mark.llm
 
-CACHE = TOOLS_CACHE  # where .ci/run installs them
-
-
-def _tool(env: str, *candidates: str) -> str | None:
-    for path in (os.environ.get(env), *candidates, shutil.which(os.path.basename(candidates[-1]))):
-        if path and os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    return None
-
-
-AIDER = _tool("CREWCTL_TEST_AIDER", f"{CACHE}/aider-venv/bin/aider")
-CODEX = _tool("CREWCTL_TEST_CODEX", f"{CACHE}/codex/node_modules/.bin/codex")
+AIDER = tool_path("aider")
+CODEX = tool_path("codex")
 
 
 @pytest.fixture(scope="module")
-def model():
-    url = llm_url()
-    if not url:
-        pytest.skip("CREWCTL_TEST_OPENAI_URL is not set (shared/tools/local-llm)")
-    name = wait_for_llm(url)
-    if name is None:
-        pytest.skip(f"the local model server at {url} did not answer in time")
-    return url, name
+def model(llm_model):
+    return llm_model
 
 
 @pytest.fixture
 def shim(model):
-    with ResponsesShim(model[0], max_tokens=48) as s:
+    # In place of codex's ~4k-token system prompt, which the local CPU model takes minutes to read.
+    with ResponsesShim(model[0], max_tokens=48, instructions="You are a coding agent. Answer briefly.") as s:
         yield s
 
 
-def request(role: str, workdir, home, prompt: str, *, resume_ref=None, timeout=600.0, extra_env=None) -> TurnRequest:
+def request(role: str, workdir, home, prompt: str, *, resume_ref=None, timeout=float(MODEL_TEST_DEADLINE), extra_env=None) -> TurnRequest:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "OPENAI_API_KEY": "sk-local"}
     env.update(extra_env or {})
     return TurnRequest(role=role, goal_id="g1", session_id=str(uuid.uuid4()), turn=1, prompt=prompt,

@@ -22,22 +22,9 @@ import pytest
 from crewctl.brains.base import TurnRequest
 from crewctl.brains.presets import PRESETS, PresetBrain, PresetSettings, invocation
 from crewctl.exceptions import BrainConfigError
-from crewctl.testing.tools import TOOLS_CACHE, missing_tool, needs_tool
+from crewctl.testing.tools import missing_tool, needs_tool, tool_path
 
-CACHE = TOOLS_CACHE  # where .ci/run installs them
-
-
-def _tool(env: str, path: str) -> str | None:
-    for candidate in (os.environ.get(env), path):
-        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-TOOLS = {
-    "gemini": _tool("CREWCTL_TEST_GEMINI", f"{CACHE}/gemini/node_modules/.bin/gemini"),
-    "claude": _tool("CREWCTL_TEST_CLAUDE", f"{CACHE}/claude/node_modules/.bin/claude"),
-}
+TOOLS = {name: tool_path(name) for name in ("gemini", "claude")}
 
 
 def installed(name: str):

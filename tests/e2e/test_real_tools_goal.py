@@ -1,0 +1,253 @@
+"""aider and codex in whole goals: a real `crewctl run`, the real CLIs, the real local model.
+
+tests/e2e/test_real_aider_codex.py proves each preset one turn at a time; here the same tools
+run where a user would meet them: named on `crewctl goal new`, started by the supervisor, in
+the sandbox, with the operator's HOME choosing the provider (codex's ~/.codex/config.toml,
+aider's ~/.aider.conf.yml) and nothing else configured. Every request reaches the real
+server (shared/tools/local-llm) through crewctl.testing.responses.ResponsesShim, which keeps
+what the server reported: codex 0.171 speaks only the Responses API, which llama-cpp-python
+lacks; aider's chat completions pass through it unchanged.
+
+A process of the tool must never outlive its turn: not after the turn, not after
+`goal cancel`, not after the supervisor stops. Those tests hold the model's reply (the shim's
+`hold`), so the tool is caught mid-request, then cancel or stop, and wait for every process
+started from the tool's install to be gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from crewctl.goal import markers
+from crewctl.goal.prompts import verifier as verifier_templates
+from crewctl.testing import Supervisor, wait_until, write_agent
+from crewctl.testing.llm import MODEL_TEST_DEADLINE
+from crewctl.testing.responses import ResponsesShim
+from crewctl.testing.tools import INSTALLS, TOOLS_CACHE, missing_tool, tool_path
+
+pytestmark = pytest.mark.llm
+
+TOOLS = ("aider", "codex")
+PATHS = {name: tool_path(name) for name in TOOLS}
+GONE_WITHIN = 60  # seconds for a tool's processes to be gone after a cancel or a stop
+
+
+def install_root(name: str) -> str:
+    """The folder every process of the tool runs from (codex's node wrapper and its native
+    binary; aider's venv python)."""
+    if os.environ.get(f"CREWCTL_TEST_{name.upper()}"):
+        return os.path.dirname(PATHS[name])
+    return os.path.join(TOOLS_CACHE, INSTALLS[name].split("/")[0]) + "/"
+
+
+def tool_processes(name: str) -> list[str]:
+    """`pid command` of each live process started from the tool's install (zombies excluded)."""
+    found = subprocess.run(["pgrep", "-a", "-f", install_root(name)], capture_output=True, text=True).stdout
+    alive = []
+    for line in found.splitlines():
+        pid = line.split(" ", 1)[0]
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+        except OSError:
+            continue  # gone meanwhile
+        alive.append(line)
+    return alive
+
+
+def none_left(name: str, after: str) -> None:
+    wait_until(lambda: not tool_processes(name), timeout=GONE_WITHIN, interval=0.2,
+               message=f"every {name} process to be gone after {after}: {tool_processes(name)}")
+
+
+@pytest.fixture(params=TOOLS)
+def tool(request):
+    name = request.param
+    if PATHS[name] is None:
+        missing_tool(name)  # skips, or fails under CREWCTL_REQUIRE_TOOLS
+    assert not tool_processes(name), f"{name} processes from before this test: {tool_processes(name)}"
+    return name
+
+
+# codex's own ~4k-token system prompt takes the local CPU model minutes to read; the shim
+# gives the model this line in its place (codex's request is recorded as codex sent it).
+CODEX_INSTRUCTIONS = "You are a coding agent. Answer briefly."
+
+
+@pytest.fixture
+def shim(llm_model, tool):
+    with ResponsesShim(llm_model[0], max_tokens=48, instructions=CODEX_INSTRUCTIONS if tool == "codex" else None) as s:
+        yield s
+
+
+def operator_home(tmp_path, name: str, base_url: str, canary: str):
+    """The operator's HOME as they would have set up the tool for the local server, plus
+    what a verifier must never be given: codex's history and an MCP server that would touch
+    `canary` if the tool ever started it."""
+    home = tmp_path / "operator-home"
+    home.mkdir()
+    if name == "codex":
+        (home / ".codex").mkdir()
+        (home / ".codex" / "config.toml").write_text(
+            'model = "smollm2"\nmodel_provider = "local"\n\n'
+            f'[model_providers.local]\nname = "local llama"\nbase_url = "{base_url}"\nwire_api = "responses"\n\n'
+            '[history]\npersistence = "save-all"\n\n'
+            f'[mcp_servers.canary]\ncommand = "touch"\nargs = [{json.dumps(canary)}]\n')
+    else:
+        (home / ".aider.conf.yml").write_text(f"openai-api-base: {base_url}\nopenai-api-key: sk-local\n")
+    return home
+
+
+def spec(name: str, model: str) -> str:
+    return f"aider:openai/{model}" if name == "aider" else "codex"
+
+
+def supervisor(tmp_path, name: str, home) -> Supervisor:
+    command = [PATHS[name]] if name == "aider" else [PATHS[name], "exec"]
+    return Supervisor(tmp_path, env={"HOME": str(home), "OPENAI_API_KEY": "sk-local"},
+                      config=f"[presets.{name}]\ncommand = {json.dumps(command)}\n")
+
+
+def ready_lead(tmp_path):
+    return write_agent(tmp_path, "lead", """
+        say("I wrote hello.txt.")
+        marker("READY", {"summary": "hello.txt says hello", "evidence": ["cat hello.txt"]})
+    """)
+
+
+def workspace(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "hello.txt").write_text("hello\n")
+    return ws
+
+
+def tree(path) -> dict[str, bytes]:
+    return {os.path.relpath(os.path.join(r, n), path): open(os.path.join(r, n), "rb").read()
+            for r, _ds, fs in os.walk(path) for n in fs}
+
+
+def turns(events: list[dict], role: str) -> list[dict]:
+    return [e for e in events if e["type"] in ("turn_finished", "turn_failed") and e["payload"].get("role") == role]
+
+
+def story(events: list[dict]) -> str:
+    return json.dumps(events, indent=1)[-4000:]
+
+
+def test_the_tool_as_lead_of_a_real_goal_counts_what_the_server_reported_and_resumes(tmp_path, tool, shim, llm_model):
+    home = operator_home(tmp_path, tool, shim.base_url, str(tmp_path / "canary"))
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    with supervisor(tmp_path, tool, home) as sup:
+        # `--check false`: whatever the model says, the lead works a second turn (a READY
+        # holds the gate; no marker is a continuation), within one auto turn.
+        goal = sup.new_goal("say hello", "--criterion", "it said hello", "--check", "false",
+                            "--max-auto-turns", "1", "--token-budget", "500000",
+                            lead=spec(tool, llm_model[1]), workspace=str(ws))
+
+        def two_lead_turns():
+            events = sup.events(goal)
+            if len(turns(events, "lead")) >= 2 or [e for e in events if e["type"] == "turn_failed"]:
+                return events
+            view = sup.show(goal)
+            if view["status"] == "blocked" and view["in_flight"] is None:
+                sup.cli("goal", "resume", goal)  # the turn cap: go on to the second turn
+            return None
+
+        events = wait_until(two_lead_turns, timeout=MODEL_TEST_DEADLINE, interval=0.5, message=f"two {tool} lead turns")
+        none_left(tool, "its turns")
+    finished = turns(events, "lead")
+    assert [e["type"] for e in finished[:2]] == ["turn_finished", "turn_finished"], story(events)
+    assert "unsandboxed" not in [e["type"] for e in events]
+    reported = [x["usage"] for x in shim.exchanges if x["usage"]]
+    assert reported, "no request of the tool reached the model"
+    counted_in = sum(e["payload"]["usage"]["input_tokens"] for e in finished)
+    counted_out = sum(e["payload"]["usage"]["output_tokens"] for e in finished)
+    server_in = sum(u["prompt_tokens"] for u in reported)
+    server_out = sum(u["completion_tokens"] for u in reported)
+    if tool == "codex":  # its JSONL carries the server's own counts
+        assert (counted_in, counted_out) == (server_in, server_out), story(events)
+    else:
+        # aider never prints the server's figures: a rounded display ("2.3k sent", at most 50
+        # off per request) or, for a reply cut at the output limit, its own estimate (445 for
+        # the server's 705, tests/data/recordings/README.md). Counted, not exact.
+        assert server_in / 2 <= counted_in <= server_in + 50 * len(reported), (counted_in, server_in)
+        assert 0 < counted_out <= 2 * server_out + 50 * len(reported), (counted_out, server_out)
+    # The reply the goal recorded is the model's text (aider's transcript around it aside).
+    logs = sup.cli("goal", "logs", goal, "--role", "lead", "--json").json()
+    said = " ".join((shim.exchanges[0]["text"] or "").split())
+    assert said and said in " ".join((logs[0]["reply"] or "").split()), (said, logs[0]["reply"])
+    if tool == "codex":
+        # The second turn resumed codex's own thread: its request carried the first exchange.
+        carried = [m["content"] for m in shim.exchanges[-1]["chat"]["messages"]]
+        assert any(shim.exchanges[0]["text"].strip() in c for c in carried), \
+            "codex's second turn did not carry the first turn's exchange"
+    else:
+        assert not [p for p in tree(ws) if p.startswith(".aider")]  # no cache or history in the workspace
+
+
+def test_the_tool_as_verifier_judges_a_snapshot_it_leaves_unchanged_with_only_the_configured_provider(
+        tmp_path, tool, shim, llm_model, monkeypatch):
+    canary = tmp_path / f"canary-{uuid.uuid4().hex}"
+    home = operator_home(tmp_path, tool, shim.base_url, str(canary))
+    ws = workspace(tmp_path)
+    before = tree(ws)
+    # A provider the operator has but did not choose for this tool: it must not reach the verifier.
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-not-for-the-verifier")
+    with supervisor(tmp_path, tool, home) as sup:
+        goal = sup.new_goal("write hello.txt", "--criterion", "hello.txt says hello", "--attempt-cap", "1",
+                            lead=ready_lead(tmp_path), verifier=spec(tool, llm_model[1]), workspace=str(ws))
+        events = wait_until(lambda: turns(sup.events(goal), "verifier") and sup.events(goal),
+                            timeout=MODEL_TEST_DEADLINE, interval=0.5, message=f"the {tool} verifier's turn")
+        none_left(tool, "its turn")
+        [first, *_] = turns(events, "verifier")
+        assert first["type"] == "turn_finished", story(events)
+        assert first["payload"]["usage"]["input_tokens"] > 0
+    judged = [x for x in shim.exchanges if verifier_templates.PREAMBLE in str(x["chat"]["messages"])]
+    assert judged, "the verifier's request never reached the configured provider"
+    if tool == "codex":
+        assert first["payload"]["usage"]["input_tokens"] == judged[0]["usage"]["prompt_tokens"]
+    # It saw the snapshot (aider gets its files read-only; codex is told the path) and wrote nothing.
+    if tool == "aider":
+        assert "hello.txt" in str(judged[0]["chat"]["messages"])
+    assert tree(ws) == before
+    assert not canary.exists(), "the verifier started an MCP server from the operator's config"
+    assert "unsandboxed" not in [e["type"] for e in events]
+    # What it said went through the marker parser like any verifier's reply: a VERIFY it
+    # did not write (the tiny model rarely writes one) moved nothing.
+    if not any(markers.extract(x["text"] or "").markers for x in judged):
+        assert "gate_passed" not in [e["type"] for e in events], story(events)
+
+
+@pytest.mark.parametrize("stop", ["goal cancel", "supervisor stop"])
+@pytest.mark.parametrize("role", ["lead", "verifier"])
+def test_no_process_of_the_tool_outlives_a_turn_cut_short(tmp_path, tool, shim, llm_model, role, stop):
+    home = operator_home(tmp_path, tool, shim.base_url, str(tmp_path / "canary"))
+    ws = workspace(tmp_path)
+    brain = spec(tool, llm_model[1])
+    shim.hold()  # the tool's first request waits: the turn is caught mid-flight
+    with supervisor(tmp_path, tool, home) as sup:
+        if role == "lead":
+            lead, verifier, check = brain, None, ("--check", "grep -q hello hello.txt")
+        else:
+            lead, verifier, check = ready_lead(tmp_path), brain, ()
+        goal = sup.new_goal("write hello.txt", "--criterion", "hello.txt says hello", *check,
+                            lead=lead, verifier=verifier, workspace=str(ws))
+        wait_until(lambda: shim.held, timeout=MODEL_TEST_DEADLINE, interval=0.2,
+                   message=f"the {tool} {role}'s request to reach the model")
+        assert tool_processes(tool), f"no {tool} process while its request is held"
+        if stop == "goal cancel":
+            sup.cli("goal", "cancel", goal)
+        else:
+            sup.stop()
+        none_left(tool, stop)
+        if stop == "goal cancel":
+            assert sup.show(goal)["status"] == "cancelled"
+    shim.release()
