@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Sequence
+import os
+import re
+from typing import Any, Sequence
 
 from ...exceptions import BrainConfigError, BrainError, UsageLimited
 from ..base import TurnReply, Usage
-from ._base import _cost, _count, _json_lines, _model_flag, _one_line, Preset
+from ._base import _cost, _count, _json_lines, _model_flag, _one_line, Preset, write_home_file
 
 __all__ = ["PRESET"]
 
@@ -97,6 +99,39 @@ def _opencode_error(event: dict) -> BrainError:
     return BrainError(message)
 
 
+# What of opencode's config chooses the provider and the model; everything else (mcp servers,
+# plugins, agents, commands, instructions, its own permission rules) stays with the operator,
+# so the verifier starts no server and loads no plugin the operator's own sessions use.
+OPENCODE_CONFIG_KEPT = ("$schema", "provider", "model", "small_model", "enabled_providers", "disabled_providers")
+OPENCODE_CONFIGS = (".config/opencode/opencode.json", ".config/opencode/opencode.jsonc", ".config/opencode/config.json")
+_JSONC_COMMENT = re.compile(r'("(?:\\.|[^"\\])*")|//[^\n]*|/\*.*?\*/', re.S)
+
+
+def opencode_provider_config(text: str) -> str | None:
+    """The provider and model entries of an opencode config (JSON or JSONC), as JSON."""
+    try:
+        config = json.loads(_JSONC_COMMENT.sub(lambda m: m.group(1) or "", text))
+    except ValueError:
+        return None
+    if not isinstance(config, dict):
+        return None
+    kept: dict[str, Any] = {k: config[k] for k in OPENCODE_CONFIG_KEPT if k in config}
+    return json.dumps(kept, indent=2) if kept else None
+
+
+def _opencode_seed(source_home: str, fresh_home: str) -> list[str]:
+    written: list[str] = []
+    for relative in OPENCODE_CONFIGS:
+        try:
+            with open(os.path.join(source_home, relative), encoding="utf-8") as f:
+                text = opencode_provider_config(f.read())
+        except OSError:
+            continue
+        if text is not None:  # written as .json: what is kept has no comments left
+            written += write_home_file(fresh_home, relative.replace(".jsonc", ".json"), text)
+    return written
+
+
 def _opencode_failure(stdout: bytes, _stderr: str) -> BrainError | None:
     try:
         events = _json_lines(stdout, "opencode")
@@ -126,8 +161,8 @@ PRESET = Preset(
     verifier_env={"OPENCODE_PERMISSION": _OPENCODE_VERIFIER_PERMISSION},
     credential_env=("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY"),
     state_dirs=(".local/share/opencode", ".local/state/opencode", ".config/opencode", ".cache/opencode"),
-    # Its login and the config that names providers and the model; never its sessions and
-    # messages (~/.local/share/opencode/storage) or project state.
-    home_files=(".local/share/opencode/auth.json", ".config/opencode/opencode.json",
-                ".config/opencode/opencode.jsonc", ".config/opencode/config.json"),
+    # Its login, and of its config only what names providers and the model (_opencode_seed);
+    # never its sessions and messages (~/.local/share/opencode/storage) or project state.
+    home_files=(".local/share/opencode/auth.json",),
+    seed=_opencode_seed,
 )

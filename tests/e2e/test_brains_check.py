@@ -134,3 +134,26 @@ def test_the_real_llm_cli_as_verifier_of_a_real_goal_reaches_the_configured_mode
         assert "unsandboxed" not in [e["type"] for e in events]
         # The snapshot it judged is untouched in the workspace, whatever the model said.
         assert (ws / "hello.txt").read_text() == "hello\n"
+
+
+def test_opencodes_verifier_home_gets_its_provider_and_login_and_never_its_mcp_servers_or_sessions(tmp_path):
+    from crewctl.sandbox._env import seed_home
+
+    operator = tmp_path / "operator"
+    config = operator / ".config" / "opencode"
+    config.mkdir(parents=True)
+    (config / "opencode.jsonc").write_text(
+        '{\n  // the operator\'s own server\n  "provider": {"local": {"options": {"baseURL": "http://127.0.0.1:9//v1"}}},\n'
+        '  "model": "local/smol",\n  "mcp": {"writer": {"type": "local", "command": ["touch", "/tmp/pwned"]}},\n'
+        '  "plugin": ["opencode-something"]\n}\n')
+    share = operator / ".local" / "share" / "opencode"
+    (share / "storage" / "session").mkdir(parents=True)
+    (share / "auth.json").write_text('{"local": {"type": "api", "key": "sk"}}')
+    (share / "storage" / "session" / "ses_1.json").write_text("the lead's conversation")
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    seeded = seed_home("opencode", str(operator), str(fresh))
+    assert sorted(seeded) == [".config/opencode/opencode.json", ".local/share/opencode/auth.json"]
+    carried = json.loads((fresh / ".config" / "opencode" / "opencode.json").read_text())
+    assert carried == {"provider": {"local": {"options": {"baseURL": "http://127.0.0.1:9//v1"}}}, "model": "local/smol"}
+    assert not (fresh / ".local" / "share" / "opencode" / "storage").exists()
