@@ -11,7 +11,7 @@ from ...exceptions import BrainConfigError, BrainError, UsageLimited
 from ..base import TurnReply, Usage
 from ._base import _cost, _count, _json_lines, _model_flag, _one_line, Preset, write_home_file
 
-__all__ = ["PRESET"]
+__all__ = ["OPENCODE_CONFIG_KEPT", "OPENCODE_CONFIGS", "PRESET", "opencode_provider_config"]
 
 # ---------------------------------------------------------------------------------------------
 # opencode
