@@ -202,6 +202,14 @@ class Sandbox:
     def _cli_state(self, kind: str | None) -> list[str]:
         dirs, moved_by = state_dirs(kind)  # the tool's preset knows where it keeps its state
         candidates = [os.path.join(self.operator_home, rel) for rel in dirs]
+        for path in candidates if os.path.isabs(self.operator_home) else ():
+            # Made here when missing, as the tool would on its first run: inside the sandbox
+            # the rest of HOME is read-only, and a tool that cannot make its state folder
+            # fails (opencode 1.18: "EROFS: read-only file system, mkdir ~/.local").
+            try:
+                os.makedirs(path, mode=0o700, exist_ok=True)
+            except OSError:
+                pass  # not ours to make (a file in the way, no permission): the tool says why
         candidates += [os.environ[name] for name in moved_by if os.environ.get(name)]
         return [path for path in candidates if os.path.isabs(path) and os.path.exists(path)]
 

@@ -32,7 +32,7 @@ import httpx
 
 from .http import LoopbackServer, RecordedRequest, Reply
 
-__all__ = ["ResponsesShim", "chat_messages"]
+__all__ = ["ResponsesShim", "chat_messages", "streamed_reply"]
 
 
 class ResponsesShim:
@@ -46,7 +46,7 @@ class ResponsesShim:
         self.max_tokens = max_tokens
         self.temperature = temperature
         # In place of the tool's own system prompt (its instructions and every system or
-        # developer message), if given. The local model evaluates some
+        # developer message; on chat completions also the tools offered), if given. The local model evaluates some
         # 30-80 prompt tokens a second on 2 cores; codex's built-in instructions are ~4k
         # tokens, one to three minutes a request before the model says a word.
         self.instructions = instructions
@@ -109,13 +109,20 @@ class ResponsesShim:
         try:
             if not self._wait_if_held():
                 return Reply.closed()
-            upstream = httpx.post(f"{self.upstream}/chat/completions", content=request.body,
-                                  headers={"content-type": "application/json"}, timeout=600)
-            exchange: dict[str, Any] = {"request": request.json(), "chat": request.json(), "status": upstream.status_code,
+            asked = request.json()
+            chat = asked
+            if self.instructions is not None:  # and the tools it offers, whose schemas the server puts in the prompt
+                chat = {k: v for k, v in asked.items() if k not in ("tools", "tool_choice")}
+                chat["messages"] = [{"role": "system", "content": self.instructions}] + [
+                    m for m in asked.get("messages") or () if m.get("role") not in ("system", "developer")]
+            upstream = httpx.post(f"{self.upstream}/chat/completions", json=chat, timeout=600)
+            exchange: dict[str, Any] = {"request": asked, "chat": chat, "status": upstream.status_code,
                                         "usage": None, "text": None}
             if upstream.status_code == 200 and upstream.headers.get("content-type", "").startswith("application/json"):
                 data = upstream.json()
                 exchange.update(usage=data.get("usage"), text=data["choices"][0]["message"].get("content"))
+            elif upstream.status_code == 200 and upstream.headers.get("content-type", "").startswith("text/event-stream"):
+                exchange.update(streamed_reply(upstream.content))
             with self._lock:
                 self.exchanges.append(exchange)
             return Reply(status=upstream.status_code, headers={"Content-Type": upstream.headers.get("content-type", "application/json")},
@@ -159,6 +166,23 @@ class ResponsesShim:
         with self._lock:
             self.exchanges.append(exchange)
         return Reply.sse(_events(text, usage), headers={"Cache-Control": "no-cache"})
+
+
+def streamed_reply(body: bytes) -> dict[str, Any]:
+    """The text and usage (None when the server streamed none) of a streamed chat completion."""
+    text, usage = [], None
+    for line in body.decode("utf-8", "replace").splitlines():
+        if not line.startswith("data:") or line[5:].strip() == "[DONE]":
+            continue
+        try:
+            chunk = json.loads(line[5:])
+        except ValueError:
+            continue
+        if isinstance(chunk.get("usage"), dict):
+            usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            text.append((choice.get("delta") or {}).get("content") or "")
+    return {"text": "".join(text), "usage": usage}
 
 
 def chat_messages(body: dict[str, Any]) -> list[dict[str, str]]:

@@ -160,3 +160,19 @@ def test_a_worker_on_the_supervisors_home_never_reaps_the_supervisors_processes(
         if busy.poll() is None:
             busy.kill()
             busy.wait()
+
+
+def test_a_leads_tool_gets_its_state_folders_made_and_writable_in_a_home_that_lacks_them(tmp_path, monkeypatch):
+    # opencode 1.18 as lead in a HOME with only its config: inside the sandbox the rest of
+    # HOME is read-only, so it failed with "EROFS: read-only file system, mkdir ~/.local".
+    home = tmp_path / "operator"
+    (home / ".config" / "opencode").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    box = Sandbox.from_config(Config(), str(tmp_path / "crew"))
+    (tmp_path / "ws").mkdir()
+    policy = box.policy("lead", str(tmp_path / "ws"), kind="opencode")
+    data = os.path.realpath(home / ".local" / "share" / "opencode")
+    assert os.path.isdir(data) and data in policy.writable
+    done = run_in(policy, f"open({os.path.join(data, 'db')!r}, 'w').write('x'); open({str(home / 'elsewhere')!r}, 'w')")
+    assert done.returncode != 0 and "Read-only file system" in done.stderr  # the rest of HOME stays read-only
+    assert (home / ".local" / "share" / "opencode" / "db").read_text() == "x"
