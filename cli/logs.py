@@ -17,7 +17,7 @@ import click
 from ..goal.model import TERMINAL
 from ..goal.prompts import REPORT_CAP
 from ..goal.reflect import outputs_settled
-from ..goal.vocab import RecordType as R
+from ..goal.vocab import RecordType as R, TurnStatus
 from ..store import Store
 from ._common import db_option, duration, echo_json, human_time, json_option, read_store
 from ._feed import ChangeFeed
@@ -103,7 +103,7 @@ class _Workers:
                 if results is None:
                     results = _step_results(store, gid)
                 result = results.get((p.get("step"), task))
-                entry.update(status="finished", finished_at=e["at"], usage=p.get("usage"), reply=result)
+                entry.update(status=TurnStatus.FINISHED, finished_at=e["at"], usage=p.get("usage"), reply=result)
                 entry["reply_cut"] = result is not None and len(result) >= REPORT_CAP
             else:  # a failed dispatch (retried or final)
                 entry.update(status="failed", finished_at=e["at"], error=p.get("error"))
@@ -154,10 +154,10 @@ def render_entry(e: dict[str, Any], *, prompts: bool) -> str:
     """A turn for people: a header line, then the prompt (with --prompts) and the reply."""
     u = e.get("usage") or {}
     head = f"=== {_title(e)} · {human_time(e['started_at'])}"
-    if e["status"] == "running":
+    if e["status"] == TurnStatus.RUNNING:
         head += " · running"
     else:
-        if u.get("seconds") is not None and e["status"] == "finished":
+        if u.get("seconds") is not None and e["status"] == TurnStatus.FINISHED:
             head += f" · {duration(u.get('seconds'))}"
         if u.get("input_tokens") or u.get("output_tokens"):
             head += f" · {u.get('input_tokens', 0)} in / {u.get('output_tokens', 0)} out tokens"
@@ -176,7 +176,7 @@ def render_entry(e: dict[str, Any], *, prompts: bool) -> str:
             lines.append("--- prompt: none (every criterion is a check command; no verifier model ran)")
         else:
             lines.append("--- prompt: not stored")
-    if e["status"] == "running":
+    if e["status"] == TurnStatus.RUNNING:
         return "\n".join(lines)
     if e["status"] == "failed":
         lines.append(f"--- failed: {e.get('error') or 'no error recorded'}")

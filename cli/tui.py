@@ -39,7 +39,7 @@ from textual.widgets import DataTable, Footer, Input, Label, RichLog, Static
 
 from ..exceptions import CrewError
 from ..goal.model import TERMINAL
-from ..goal.vocab import RecordType as R, Status
+from ..goal.vocab import RecordType as R, Status, TurnStatus
 from ..store import Store
 from ..transport import control
 from . import mission
@@ -579,12 +579,12 @@ class Thread(Screen):
         for e in entries:
             u = e.get("usage") or {}
             head = f"── {e['role']} turn {e['turn']} ({e.get('step') or e['kind']}) · {human_time(e['started_at'])}"
-            if e["status"] == "running":
+            if e["status"] == TurnStatus.RUNNING:
                 head += " · running now"
             elif u.get("seconds") is not None:
                 head += f" · {duration(u['seconds'])}"
-            out.append(head + "\n", style="bold cyan" if e["status"] == "running" else "bold")
-            body = e.get("reply") if e["status"] == "finished" else (e.get("error") if e["status"] == "failed" else "(working…)")
+            out.append(head + "\n", style="bold cyan" if e["status"] == TurnStatus.RUNNING else "bold")
+            body = e.get("reply") if e["status"] == TurnStatus.FINISHED else (e.get("error") if e["status"] == TurnStatus.FAILED else "(working…)")
             lines = str(body or "(no reply stored)").splitlines()
             shown = lines[:REPLY_LINES]
             out.append("\n".join(shown) + "\n")

@@ -21,6 +21,7 @@ __all__ = [
     "Status",
     "StepStatus",
     "TERMINAL",
+    "TurnStatus",
     "status_after_hold",
 ]
 
@@ -80,6 +81,14 @@ class StepStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     SKIPPED = "skipped"
+
+
+class TurnStatus(StrEnum):
+    """A turn row (`goal logs`): started and not yet over, replied, or failed."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
 
 
 class EnvelopeStatus(StrEnum):

@@ -9,6 +9,7 @@ from typing import Any, Mapping, NoReturn
 from ..exceptions import NotFound
 from ..goal.effects import Record, Transition
 from ..goal.model import Criterion, GoalState, Step
+from ..goal.vocab import RecordType as R, TurnStatus
 from ._records import MAX_SESSION_MESSAGES, SessionWrite, StaleWrite, _TABLE_FIELDS, TurnWrite
 from ._sql import _BASELINE_DELETE, _BASELINE_INSERT, _CLARIFY_INSERT, _CLARIFY_UPDATE, _CRIT_DELETE, _CRIT_INSERT, _CRIT_UPDATE, _GOAL_BUMP_SQL, _q, _SELECT_SESSION, _SESSION_KEEP, _SESSION_SET, _STEER_DELIVERED, _STEER_INSERT, _STEP_INSERT, _STEP_UPDATE, _Stmt, _TURN_FAIL, _TURN_FINISH, _TURN_INSERT, _TURN_RERUN, _TURN_RERUN_PROMPT, _Tx
 
@@ -159,10 +160,10 @@ def _table_rows(old: GoalState | None, new: GoalState, records: tuple[Record, ..
     # Steers: new pending ones come from the state (full text); one that the very transition
     # queuing it also delivered is in the state no more, only in its `steer` record.
     old_pending = {s.id for s in old.steers} if old else set()
-    delivered = {r.payload["steer"]: r.payload["turn"] for r in records if r.type == "steer_delivered"}
+    delivered = {r.payload["steer"]: r.payload["turn"] for r in records if r.type == R.STEER_DELIVERED}
     new_steers = {s.id: s.text for s in new.steers if s.id not in old_pending}
     for rec in records:
-        if rec.type == "steer" and rec.payload["steer"] not in new_steers and rec.payload["steer"] not in old_pending:
+        if rec.type == R.STEER and rec.payload["steer"] not in new_steers and rec.payload["steer"] not in old_pending:
             new_steers[rec.payload["steer"]] = rec.payload.get("text", "")
     for sid, text in sorted(new_steers.items()):
         out.append((_STEER_INSERT, (gid, sid, text, at, delivered.pop(sid, None))))
@@ -195,29 +196,29 @@ def _turn_rows(gid: str, transition: Transition, at: str, writes: tuple[TurnWrit
     out: list[tuple[_Stmt, tuple]] = []
     for r in transition.records:
         p = r.payload
-        if r.type == "turn_started":
+        if r.type == R.TURN_STARTED:
             if p.get("rerun"):
                 if p.get("refreshed") and new.in_flight is not None and new.in_flight.turn == p["turn"]:
-                    out.append((_TURN_RERUN_PROMPT, ("running", at, new.in_flight.prompt, gid, p["turn"])))
+                    out.append((_TURN_RERUN_PROMPT, (TurnStatus.RUNNING, at, new.in_flight.prompt, gid, p["turn"])))
                 else:
-                    out.append((_TURN_RERUN, ("running", at, gid, p["turn"])))
+                    out.append((_TURN_RERUN, (TurnStatus.RUNNING, at, gid, p["turn"])))
                 continue
             prompt = None
             if new.in_flight is not None and new.in_flight.turn == p["turn"]:
                 prompt = new.in_flight.prompt or None
-            out.append((_TURN_INSERT, (gid, p["turn"], p["role"], p["kind"], p.get("round"), "running", 1, prompt, 0, 0, 0, 0.0, at)))
-        elif r.type == "turn_finished":
+            out.append((_TURN_INSERT, (gid, p["turn"], p["role"], p["kind"], p.get("round"), TurnStatus.RUNNING, 1, prompt, 0, 0, 0, 0.0, at)))
+        elif r.type == R.TURN_FINISHED:
             u = p.get("usage") or {}
             w = by_turn.get(p["turn"])
             out.append((
                 _TURN_FINISH,
                 (
-                    "finished", w.reply if w else None, u.get("input_tokens", 0), u.get("output_tokens", 0),
+                    TurnStatus.FINISHED, w.reply if w else None, u.get("input_tokens", 0), u.get("output_tokens", 0),
                     u.get("cached_tokens", 0), u.get("cost_usd"), u.get("seconds", 0.0), at, gid, p["turn"],
                 ),
             ))
-        elif r.type == "turn_failed":
-            out.append((_TURN_FAIL, ("failed", p.get("error"), at, gid, p["turn"])))
+        elif r.type == R.TURN_FAILED:
+            out.append((_TURN_FAIL, (TurnStatus.FAILED, p.get("error"), at, gid, p["turn"])))
     return out
 
 

@@ -63,6 +63,7 @@ from ..goal.effects import Transition
 from ..home import private_dir, private_file
 from ..goal.model import TERMINAL, GoalState
 from ..goal.views import goal_view
+from ..goal.vocab import EnvelopeStatus, ReflectionStatus, Status
 from .models import ALL_MODELS, SCHEMA_VERSION, SessionRow
 from ._pool import _connection_lost, _DB_ERRORS, _no_version, _one_line, _Pool
 from ._records import _BIND_LOCK, _PG_SCHEMA_LOCK, READ_CONNECTIONS, SessionWrite, StaleWrite, TurnWrite
@@ -415,13 +416,13 @@ class Store:
         rows = self._read(
             lambda tx: tx.all(
                 'SELECT "id" FROM "goal" WHERE "status" = ? AND ("data" LIKE ? OR "data" LIKE ?) ORDER BY "created_at", "id"',
-                ("done", '%"reflection":"due"%', '%"status":"pending"%'),
+                (Status.DONE, f'%"reflection":"{ReflectionStatus.DUE}"%', f'%"status":"{EnvelopeStatus.PENDING}"%'),
             )
         )
         due = []
         for (gid,) in rows:
             state, _ = self.load_goal(gid)
-            if state.reflection == "due" or (state.envelope is not None and state.envelope.status == "pending"):
+            if state.reflection == ReflectionStatus.DUE or (state.envelope is not None and state.envelope.status == EnvelopeStatus.PENDING):
                 due.append(gid)
         return due
 
@@ -470,7 +471,7 @@ class Store:
                 entries = []
                 waiting = {r[0] for r in asking}
                 for g in goals:
-                    why = g[2] if g[2] in ATTENTION else ("awaiting_input" if g[2] == "scoping" and g[0] in waiting else None)
+                    why = g[2] if g[2] in ATTENTION else (Status.AWAITING_INPUT if g[2] == Status.SCOPING and g[0] in waiting else None)
                     for type_ in ENTRY_EVENTS.get(why, ()) if why else ():
                         row = tx.one('SELECT "at" FROM "event" WHERE "goal" = ? AND "type" = ? ORDER BY "seq" DESC LIMIT 1', (g[0], type_))
                         if row:
@@ -497,7 +498,7 @@ class Store:
         for gid, objective, status, reason, created_at, updated_at, _, workspace in rows:
             data = flights[gid]
             flight = data.get("in_flight")
-            why = status if status in ATTENTION else ("awaiting_input" if status == "scoping" and gid in asking_ids else None)
+            why = status if status in ATTENTION else (Status.AWAITING_INPUT if status == Status.SCOPING and gid in asking_ids else None)
             since = None
             if why is not None:
                 since = max((entered.get((gid, t)) or "" for t in ENTRY_EVENTS[why]), default="") or updated_at
