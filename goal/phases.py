@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
@@ -96,37 +96,23 @@ NO_PROGRESS_ROUNDS = 3
 _REASON_CAP = 1000
 
 
+@dataclass(frozen=True)
 class GoalSettings:
-    """Creation-time settings of a goal (what `crewctl goal new` passes)."""
+    """Creation-time settings of a goal (what `crewctl goal new` passes); the defaults are
+    GOAL_DEFAULTS, the one table the config's [defaults] and the CLI also read."""
 
-    def __init__(
-        self,
-        *,
-        roster: dict[str, str],
-        budget: Budget = Budget(),
-        attempt_cap: int = GOAL_DEFAULTS["attempt_cap"],
-        max_auto_turns: int = GOAL_DEFAULTS["max_auto_turns"],
-        max_turns: int = GOAL_DEFAULTS["max_turns"],
-        check_timeout: float = GOAL_DEFAULTS["check_timeout"],
-        replan_budget: int = GOAL_DEFAULTS["replan_budget"],
-        step_attempts: int = GOAL_DEFAULTS["step_attempts"],
-        protect: Protect = Protect(),
-        briefing: str | None = None,
-        base_commit: str | None = None,
-        base_branch: str | None = None,
-    ) -> None:
-        self.roster = roster
-        self.budget = budget
-        self.attempt_cap = attempt_cap
-        self.max_auto_turns = max_auto_turns
-        self.max_turns = max_turns
-        self.check_timeout = check_timeout
-        self.replan_budget = replan_budget
-        self.step_attempts = step_attempts
-        self.protect = protect  # goal.protect.settings(...); the pure default is off
-        self.briefing = briefing  # memory and skills for the first lead prompt (goal.memory, goal.skills)
-        self.base_commit = base_commit  # the workspace's git HEAD now: the PR envelope's base
-        self.base_branch = base_branch
+    roster: Mapping[str, str]
+    budget: Budget = Budget()
+    attempt_cap: int = GOAL_DEFAULTS["attempt_cap"]
+    max_auto_turns: int = GOAL_DEFAULTS["max_auto_turns"]
+    max_turns: int = GOAL_DEFAULTS["max_turns"]
+    check_timeout: float = GOAL_DEFAULTS["check_timeout"]
+    replan_budget: int = GOAL_DEFAULTS["replan_budget"]
+    step_attempts: int = GOAL_DEFAULTS["step_attempts"]
+    protect: Protect = Protect()  # goal.protect.settings(...); the pure default is off
+    briefing: str | None = None  # memory and skills for the first lead prompt (goal.memory, goal.skills)
+    base_commit: str | None = None  # the workspace's git HEAD now: the PR envelope's base
+    base_branch: str | None = None
 
 
 # -- the builder every handler uses --------------------------------------------------------
