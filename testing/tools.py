@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import functools
 import os
+import subprocess
 from typing import Any, Callable
 
 import pytest
 
-__all__ = ["INSTALLS", "TOOLS_CACHE", "missing_tool", "needs_tool", "tool_path"]
+__all__ = ["INSTALLS", "TOOLS_CACHE", "install_root", "live_processes", "missing_tool", "needs_tool", "tool_path"]
 
 TOOLS_CACHE = os.environ.get("CREWCTL_TOOLS_CACHE") or os.path.expanduser("~/.cache/crewctl-tools")
 
@@ -63,3 +64,30 @@ def needs_tool(path: str | None, name: str) -> Callable[[Any], Any]:
         return run
 
     return failing
+
+
+def install_root(path: str) -> str:
+    """What every process of the tool at `path` has in its command line: an npm tool's
+    node_modules (its node wrapper and its native binary both run from there), else the
+    binary's folder (a venv's bin: its python runs the script from there)."""
+    real = os.path.realpath(path)
+    if "/node_modules/" in real:
+        return real.split("/node_modules/")[0] + "/node_modules/"
+    return os.path.dirname(real) + "/"
+
+
+def live_processes(pattern: str) -> list[str]:
+    """`pid command` of each live process whose command line holds `pattern` (zombies,
+    which are only waiting for their parent to read their exit, are not counted)."""
+    found = subprocess.run(["pgrep", "-a", "-f", pattern], capture_output=True, text=True).stdout
+    alive = []
+    for line in found.splitlines():
+        pid = line.split(" ", 1)[0]
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+        except OSError:
+            continue  # gone meanwhile
+        alive.append(line)
+    return alive

@@ -11,6 +11,7 @@ and the real binaries. The tools are the ones `.ci/run` installs under
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
 import subprocess
@@ -22,7 +23,9 @@ import pytest
 from crewctl.brains.base import TurnRequest
 from crewctl.brains.presets import PRESETS, PresetBrain, PresetSettings, invocation
 from crewctl.exceptions import BrainConfigError
-from crewctl.testing.tools import missing_tool, needs_tool, tool_path
+from crewctl.testing import Supervisor, wait_until, write_agent
+from crewctl.testing.http import LoopbackServer, Reply
+from crewctl.testing.tools import install_root, live_processes, missing_tool, needs_tool, tool_path
 
 TOOLS = {name: tool_path(name) for name in ("gemini", "claude")}
 
@@ -116,3 +119,48 @@ def test_claude_pointed_at_a_server_without_the_messages_api_says_so(tmp_path):
     message = str(caught.value)
     assert "404" in message and "/v1/messages" in message
     assert "issue with the selected model" in message  # and claude's own words, kept
+
+
+# -- no process outlives a turn cut short ------------------------------------------------------
+
+# Each tool pointed at a loopback server (its own base-URL setting, which the preset passes
+# on) that reads every request and answers none: the tool is caught mid-request, as with a
+# slow model, and then its goal is cancelled or its supervisor stopped.
+HELD_API = {
+    "claude": {"ANTHROPIC_API_KEY": "sk-ant-test", "ANTHROPIC_BASE_URL": "{url}"},
+}
+
+
+@pytest.mark.parametrize("stop", ["goal cancel", "supervisor stop"])
+@pytest.mark.parametrize("role", ["lead", "verifier"])
+@pytest.mark.parametrize("name", ["claude"])  # gemini 0.61 with only GEMINI_API_KEY: "Invalid auth method selected" before any request
+def test_no_process_of_the_tool_outlives_a_turn_cut_short(tmp_path, name, role, stop):
+    if TOOLS[name] is None:
+        missing_tool(name)
+    root = install_root(TOOLS[name])
+    assert not live_processes(root), f"{name} processes from before this test: {live_processes(root)}"
+    with LoopbackServer(default=Reply.json({"error": "never answered"}, delay=600)) as api:
+        env = {k: v.format(url=api.url) for k, v in HELD_API[name].items()}
+        home = tmp_path / "operator-home"
+        home.mkdir()
+        ws = tmp_path / "ws"
+        ws.mkdir()
+        (ws / "hello.txt").write_text("hello\n")
+        command = [TOOLS[name], *PRESETS[name].command[1:]]
+        with Supervisor(tmp_path, env={"HOME": str(home), **env},
+                        config=f"[presets.{name}]\ncommand = {json.dumps(command)}\n") as sup:
+            if role == "lead":
+                lead, verifier, check = name, None, ("--check", "true")
+            else:
+                lead = write_agent(tmp_path, "lead", 'marker("READY", {"summary": "hello.txt says hello"})')
+                verifier, check = name, ()
+            goal = sup.new_goal("write hello.txt", "--criterion", "hello.txt says hello", *check,
+                                lead=lead, verifier=verifier, workspace=str(ws))
+            wait_until(lambda: api.requests, timeout=120, interval=0.2, message=f"{name}'s first request")
+            assert live_processes(root), f"no {name} process while its request is held"
+            if stop == "goal cancel":
+                sup.cli("goal", "cancel", goal)
+            else:
+                sup.stop()
+            wait_until(lambda: not live_processes(root), timeout=60, interval=0.2,
+                       message=f"every {name} process to be gone after {stop}: {live_processes(root)}")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import uuid
 
@@ -32,7 +31,7 @@ from crewctl.goal.prompts import verifier as verifier_templates
 from crewctl.testing import Supervisor, wait_until, write_agent
 from crewctl.testing.llm import MODEL_TEST_DEADLINE
 from crewctl.testing.responses import ResponsesShim
-from crewctl.testing.tools import missing_tool, tool_path
+from crewctl.testing.tools import install_root, live_processes, missing_tool, tool_path
 
 pytestmark = pytest.mark.llm
 
@@ -43,32 +42,9 @@ PATHS = {name: tool_path(name) for name in TOOLS if name != "llm"} | {"llm": LLM
 GONE_WITHIN = 60  # seconds for a tool's processes to be gone after a cancel or a stop
 
 
-def install_root(name: str) -> str:
-    """What every process of the tool has in its command line: the npm tools' node_modules
-    (their node wrapper and native binary), aider's venv, llm's own script (its venv is
-    crewctl's, where this test runs too)."""
-    if name == "llm":
-        return LLM
-    path = os.path.realpath(PATHS[name])
-    if "/node_modules/" in path:
-        return path.split("/node_modules/")[0] + "/node_modules/"
-    return os.path.dirname(path) + "/"
-
-
 def tool_processes(name: str) -> list[str]:
-    """`pid command` of each live process started from the tool's install (zombies excluded)."""
-    found = subprocess.run(["pgrep", "-a", "-f", install_root(name)], capture_output=True, text=True).stdout
-    alive = []
-    for line in found.splitlines():
-        pid = line.split(" ", 1)[0]
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue
-        except OSError:
-            continue  # gone meanwhile
-        alive.append(line)
-    return alive
+    # llm's own script: its venv is crewctl's, where this test runs too.
+    return live_processes(LLM if name == "llm" else install_root(PATHS[name]))
 
 
 def none_left(name: str, after: str) -> None:
